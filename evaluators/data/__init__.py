@@ -1,0 +1,22 @@
+"""Data modules by name: ``get_datamodule("digits")``, ``"cifar10"``, ``"cifar100"``, ``"imagefolder"``."""
+
+from .base import ClassificationDataModule, TransformDataset, stratified_split
+from .registry import get_datamodule, list_datasets, register_datamodule
+
+# Importing the modules registers them.
+from .digits import DigitsDataModule  # noqa: E402
+from .cifar import Cifar10DataModule, Cifar100DataModule  # noqa: E402
+from .imagefolder import ImageFolderDataModule  # noqa: E402
+
+__all__ = [
+    "ClassificationDataModule",
+    "TransformDataset",
+    "stratified_split",
+    "get_datamodule",
+    "list_datasets",
+    "register_datamodule",
+    "DigitsDataModule",
+    "Cifar10DataModule",
+    "Cifar100DataModule",
+    "ImageFolderDataModule",
+]

@@ -1,0 +1,107 @@
+"""Base class shared by the classification data modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """A Lightning data module that knows its ``input_shape`` (C, H, W) and ``num_classes`` from
+    construction on, because the model builder needs them before any data is loaded.
+
+    Subclasses set ``input_shape``/``num_classes`` in ``__init__`` (cheaply) and ``train_set``/
+    ``val_set`` in :meth:`setup`. Shuffling uses torch's global RNG, so the order of batches follows
+    the evaluation seed (``pl.seed_everything``) while the train/val *split* follows this module's own
+    ``seed``: every trial of a search then scores on the same validation images.
+    """
+
+    name: str = "classification"
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.input_shape: tuple[int, int, int] = (0, 0, 0)
+        self.num_classes: int = 0
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            self.setup("fit")
+            dataset = self.train_set if shuffle else self.val_set
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def describe(self) -> dict[str, object]:
+        """A flat summary for experiment tracking."""
+        return {
+            "data": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "batch_size": self.batch_size,
+            "split_seed": self.seed,
+        }
+
+
+class TransformDataset(Dataset):
+    """Items ``(transform(images[i]), labels[i])`` from in-memory tensors."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[i]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[i]
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of a stratified split: each class keeps its share in both parts.
+
+    Deterministic given ``seed`` (scikit-learn's ``train_test_split`` with ``stratify``).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    n_classes = len(np.unique(labels))
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    if n_val < n_classes or len(labels) - n_val < n_classes:
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves {n_val} validation / {len(labels) - n_val} training "
+            f"samples, fewer than the {n_classes} classes a stratified split needs"
+        )
+    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
+    return np.sort(train_idx), np.sort(val_idx)

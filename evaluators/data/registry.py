@@ -1,0 +1,60 @@
+"""Name -> data module registry, so configs choose data by name (``data: cifar10``)."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_datamodule(name: str) -> Callable[[type], type]:
+    """Class decorator registering a data module under ``name`` (lower case, unique)."""
+    key = name.lower()
+
+    def deco(cls: type) -> type:
+        if key in _REGISTRY and _REGISTRY[key] is not cls:
+            raise ValueError(f"data set name {name!r} is already registered to {_REGISTRY[key].__qualname__}")
+        _REGISTRY[key] = cls
+        return cls
+
+    return deco
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Registered data set names matching the shell-style ``pattern``, sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower()))
+
+
+def get_datamodule(name: str, **kwargs):
+    """Build the data module registered as ``name`` with ``kwargs``.
+
+    Unknown names and unknown keyword arguments raise a one-line ``ValueError``/``TypeError`` that
+    names the close matches and what is accepted.
+    """
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown data set {name!r}{hint} (known: {', '.join(list_datasets())})")
+    cls = _REGISTRY[key]
+    params = inspect.signature(cls.__init__).parameters
+    accepted = [p for p in params if p != "self" and params[p].kind not in (inspect.Parameter.VAR_KEYWORD,)]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise TypeError(
+                f"data set {key!r} got unexpected option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+            )
+        missing = [
+            p
+            for p in accepted
+            if params[p].default is inspect.Parameter.empty
+            and params[p].kind is not inspect.Parameter.VAR_POSITIONAL
+            and p not in kwargs
+        ]
+        if missing:
+            raise TypeError(f"data set {key!r} needs option(s) {', '.join(missing)} (e.g. data_kwargs={{{missing[0]!r}: ...}})")
+    return cls(**kwargs)

@@ -1,0 +1,227 @@
+"""The workload protocol (docs/architecture.md) on the cost-model side: validation and the numpy table.
+
+Why a columnar table: the same numbers feed one architecture (``estimate``) and ten thousand
+(``estimate_batch``), so both paths build the same table and run the same vectorised engine;
+parity between them holds by construction and is tested.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .params import SFU_CLASSES
+
+# lane kinds: which hardware unit executes an op class
+MUL, ADD, XNOR, VEC, MOVE, NONE = 0, 1, 2, 3, 4, 5
+MAC_KINDS = (MUL, ADD, XNOR)
+KIND_NAMES = {MUL: "mul", ADD: "adder", XNOR: "binary", VEC: "vector", MOVE: "move", NONE: "none"}
+
+# op class -> (lane kind, special-function class or "", flags)
+_OPS: dict[str, tuple[int, str]] = {
+    "conv": (MUL, ""),
+    "linear": (MUL, ""),
+    "dwconv": (MUL, ""),
+    "transposed_conv": (MUL, ""),
+    "matmul": (MUL, ""),
+    "adder_conv": (ADD, ""),
+    "winograd_adder": (ADD, ""),
+    "binary_conv": (XNOR, ""),
+    "eltwise": (VEC, "eltwise"),
+    "pool": (VEC, "pool"),
+    "norm": (VEC, "norm"),
+    "softmax": (VEC, "softmax"),
+    "gelu": (VEC, "gelu"),
+    "upsample": (MOVE, "upsample"),
+    "pixel_shuffle": (MOVE, "pixel_shuffle"),
+    "identity": (NONE, ""),
+}
+OP_NAMES: tuple[str, ...] = tuple(_OPS)
+OP_CODE = {n: i for i, n in enumerate(OP_NAMES)}
+# Accepted spellings that mean one of the classes above.
+ALIASES = {
+    "quant_conv": "conv", "quant_linear": "linear", "mul_conv": "conv", "depthwise_conv": "dwconv",
+    "adder": "adder_conv", "adder_linear": "adder_conv", "binary": "binary_conv", "xnor": "binary_conv",
+    "binary_linear": "binary_conv", "deconv": "transposed_conv", "conv_transpose": "transposed_conv",
+    "attention_matmul": "matmul", "bmm": "matmul", "add": "eltwise", "relu": "eltwise", "act": "eltwise",
+    "batchnorm": "norm", "layernorm": "norm", "groupnorm": "norm", "silu": "gelu", "sigmoid": "gelu",
+    "tanh": "gelu", "pixelshuffle": "pixel_shuffle", "interpolate": "upsample",
+}
+OP_KIND = np.array([_OPS[n][0] for n in OP_NAMES], dtype=np.int8)
+OP_SFU = np.array([SFU_CLASSES.index(_OPS[n][1]) if _OPS[n][1] else -1 for n in OP_NAMES], dtype=np.int8)
+OP_IS_DW = np.array([n == "dwconv" for n in OP_NAMES])
+OP_IS_WINO = np.array([n == "winograd_adder" for n in OP_NAMES])
+
+# One row of the structured-array form of the batch path.
+WORKLOAD_DTYPE = np.dtype([
+    ("arch", np.int64), ("op", np.int16), ("w_bits", np.float64), ("a_bits", np.float64),
+    ("is_float", np.bool_), ("ops", np.float64), ("params", np.float64), ("in_elems", np.float64),
+    ("out_elems", np.float64), ("in_channels", np.float64), ("out_channels", np.float64),
+    ("kernel", np.float64), ("out_pixels", np.float64), ("active_ratio", np.float64),
+    ("fused", np.bool_), ("transform_ops", np.float64), ("tiles", np.float64),
+])
+COLUMNS = WORKLOAD_DTYPE.names
+
+
+def canonical_op(op: Any) -> str | None:
+    """The op class for an ``op`` string, or None when hw_cost does not know it."""
+    if not isinstance(op, str):
+        return None
+    key = op.strip().lower()
+    key = ALIASES.get(key, key)
+    return key if key in OP_CODE else None
+
+
+def _num(d: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    v = d.get(key, default)
+    if v is None:
+        return default
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"workload {where}: '{key}' must be a number, got {v!r}") from None
+    if not math.isfinite(f) or f < 0:
+        raise ValueError(f"workload {where}: '{key}' must be a finite number >= 0, got {v!r}")
+    return f
+
+
+def _row_checked(ai: int, li: int, d: Any, n_batch: int, dbits: float) -> tuple[str, tuple | None, str | None]:
+    """Validate one workload dict -> (name, row tuple or None, uncosted label or None). Slow, exact errors."""
+    where = f"{ai}:{li}" if n_batch > 1 else f"{li}"
+    if not isinstance(d, Mapping):
+        raise TypeError(f"workload {where} must be a dict, got {type(d).__name__}")
+    name = str(d.get("name") or f"layer{li}")
+    op = canonical_op(d.get("op"))
+    if op is None:
+        return name, None, f"{name} (op={d.get('op')!r})"
+    if "ops" not in d and op not in ("identity", "upsample", "pixel_shuffle"):
+        raise ValueError(f"workload {where} ({name}): missing 'ops' (number of primitive operations)")
+    w_bits = _num(d, "w_bits", dbits, where)
+    a_bits = _num(d, "a_bits", dbits, where)
+    if op == "binary_conv":
+        w_bits, a_bits = 1.0, 1.0
+    if w_bits < 1 or a_bits < 1:
+        raise ValueError(f"workload {where} ({name}): bits must be >= 1, got w_bits={w_bits}, a_bits={a_bits}")
+    is_float = bool(d["float"]) if "float" in d else (max(w_bits, a_bits) >= 32)
+    ratio = _num(d, "active_ratio", 1.0, where)
+    if ratio > 1.0:
+        raise ValueError(f"workload {where} ({name}): 'active_ratio' must be in [0, 1], got {ratio}")
+    tr = d.get("transform_ops")
+    row = (ai, OP_CODE[op], w_bits, a_bits, is_float, _num(d, "ops", 0.0, where), _num(d, "params", 0.0, where),
+           _num(d, "in_elems", 0.0, where), _num(d, "out_elems", 0.0, where), _num(d, "in_channels", 0.0, where),
+           _num(d, "out_channels", 0.0, where), _num(d, "kernel", 0.0, where), _num(d, "out_pixels", 0.0, where),
+           ratio, bool(d.get("fused", False)), -1.0 if tr is None else _num(d, "transform_ops", -1.0, where),
+           _num(d, "tiles", 0.0, where))
+    return name, row, None
+
+
+def workloads_to_array(batch: Sequence[Sequence[Mapping[str, Any]]], default_bits: int | None = None,
+                       ) -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
+    """Lists of workload dicts (one list per architecture) -> (structured array, names, uncosted).
+
+    Bits missing from a dict default to ``default_bits`` (or 32 = float32); binary ops are 1 bit.
+    ``uncosted[i]`` lists the names of architecture i's layers whose ``op`` hw_cost does not know;
+    they are left out of the table and reported, never counted as zero silently. A fast loop
+    builds the rows; any row it cannot take (or that fails the numeric checks) is redone by the
+    checked path, which raises the one-line error.
+    """
+    rows: list[tuple] = []
+    names: list[list[str]] = []
+    uncosted: list[list[str]] = []
+    dbits = 32.0 if default_bits is None else float(default_bits)
+    nb = len(batch)
+    code = OP_CODE
+    alias = ALIASES
+    bin_code = OP_CODE["binary_conv"]
+    for ai, wls in enumerate(batch):
+        if isinstance(wls, Mapping) or isinstance(wls, (str, bytes)):
+            raise TypeError(f"architecture {ai}: expected a list of workload dicts, got {type(wls).__name__}")
+        an: list[str] = []
+        au: list[str] = []
+        for li, d in enumerate(wls):
+            try:
+                g = d.get
+                opn = g("op")
+                c = code.get(opn)
+                if c is None:
+                    c = code.get(alias.get(opn.strip().lower(), opn.strip().lower()))
+                    if c is None:
+                        raise KeyError
+                if "ops" not in d and OP_NAMES[c] not in ("identity", "upsample", "pixel_shuffle"):
+                    raise KeyError
+                wb = g("w_bits")
+                ab = g("a_bits")
+                if wb is None:
+                    wb = dbits
+                if ab is None:
+                    ab = dbits
+                if c == bin_code:
+                    wb = ab = 1.0
+                fl = g("float")
+                tr = g("transform_ops")
+                ar = g("active_ratio")
+                # raw values: numpy converts them below; anything it cannot take sends us to the checked path
+                rows.append((ai, c, wb, ab, (wb >= 32 or ab >= 32) if fl is None else bool(fl), g("ops") or 0,
+                             g("params") or 0, g("in_elems") or 0, g("out_elems") or 0, g("in_channels") or 0,
+                             g("out_channels") or 0, g("kernel") or 0, g("out_pixels") or 0, 1.0 if ar is None else ar,
+                             bool(g("fused", False)), -1.0 if tr is None else tr, g("tiles") or 0))
+                an.append(g("name") or f"layer{li}")
+            except Exception:
+                name, row, unc = _row_checked(ai, li, d, nb, dbits)
+                if row is None:
+                    au.append(unc)  # type: ignore[arg-type]
+                else:
+                    rows.append(row)
+                    an.append(name)
+        names.append(an)
+        uncosted.append(au)
+    try:
+        arr = np.array(rows, dtype=WORKLOAD_DTYPE) if rows else np.zeros(0, dtype=WORKLOAD_DTYPE)
+    except (TypeError, ValueError, OverflowError):
+        # some value numpy cannot convert (a string, None): redo every row with exact checks
+        rows = []
+        for ai, wls in enumerate(batch):
+            for li, d in enumerate(wls):
+                _, row, _ = _row_checked(ai, li, d, nb, dbits)
+                if row is not None:
+                    rows.append(row)
+        arr = np.array(rows, dtype=WORKLOAD_DTYPE)
+    if arr.size:
+        num = np.stack([arr[k] for k in ("w_bits", "a_bits", "ops", "params", "in_elems", "out_elems", "in_channels",
+                                         "out_channels", "kernel", "out_pixels", "active_ratio", "tiles")], axis=1)
+        bad = ~np.isfinite(num).all(1) | (num < 0).any(1) | (arr["active_ratio"] > 1) | (arr["w_bits"] < 1) | (arr["a_bits"] < 1)
+        bad |= (arr["transform_ops"] < 0) & (arr["transform_ops"] != -1.0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            ai = int(arr["arch"][i])
+            li = int(np.sum(arr["arch"][:i] == ai))
+            # find the dict (uncosted rows were skipped) and let the checked path raise its message
+            k = -1
+            for lj, d in enumerate(batch[ai]):
+                if canonical_op(d.get("op") if isinstance(d, Mapping) else None) is not None:
+                    k += 1
+                    if k == li:
+                        _row_checked(ai, lj, d, nb, dbits)
+            raise ValueError(f"workload {ai}:{li}: invalid numbers")
+        names = [[str(n) for n in an] for an in names]
+    return arr, names, uncosted
+
+
+def check_array(arr: np.ndarray) -> np.ndarray:
+    """Validate a structured workload array (the fast path skips per-dict checks)."""
+    if not isinstance(arr, np.ndarray) or arr.dtype.names is None:
+        raise TypeError("structured workload array expected (see hw_cost.WORKLOAD_DTYPE)")
+    missing = [c for c in COLUMNS if c not in arr.dtype.names]
+    if missing:
+        raise ValueError(f"structured workload array is missing fields {missing}")
+    if arr.size and np.any(np.diff(arr["arch"]) < 0):
+        raise ValueError("structured workload array: 'arch' must be sorted ascending (rows of one architecture together)")
+    if arr.size and (arr["op"].min() < 0 or arr["op"].max() >= len(OP_NAMES)):
+        raise ValueError(f"structured workload array: 'op' codes must be in [0, {len(OP_NAMES)})")
+    return arr
+
+
+def iter_op_names() -> Iterable[str]:
+    return iter(OP_NAMES)

@@ -1,0 +1,167 @@
+"""The ``abacus`` command: search, spaces, cost.
+
+User errors (bad config, unknown names, malformed JSON) print one line on stderr and exit 2
+with no traceback and nothing written; everything else is a bug and raises normally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="abacus: neural-architecture search for efficient networks.",
+                  pretty_exceptions_enable=False)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"abacus: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _user_errors():
+    """Exceptions that mean bad input, not a bug."""
+    from spaces import InvalidArchitectureError, UnknownNameError
+
+    from search.errors import ConfigError
+
+    return (ConfigError, InvalidArchitectureError, UnknownNameError)
+
+
+@app.command()
+def search(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: --set budget.trials=8 (repeatable)"),
+    trials: Optional[int] = typer.Option(None, "--trials", help="number of trials (budget.trials)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="parallel trials"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="ray (default) or local (in-process, for debugging)"),
+    address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+) -> None:
+    """Run a multi-objective architecture search described by CONFIG."""
+    from search.config import load_config
+
+    try:
+        cfg = load_config(config, set_, **{"budget.trials": trials, "workers": workers, "out": str(out) if out else None,
+                                           "executor": executor, "address": address})
+    except _user_errors() as exc:
+        _fail(str(exc))
+    from search.engine import SearchEngine
+
+    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
+    summary = engine.run()
+    engine.print_front(summary)
+    if summary["complete"] == 0:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def spaces(name: Optional[str] = typer.Argument(None, help="a space to describe")) -> None:
+    """List the registered search spaces, or show one space's dimensions and source papers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import spaces as sp
+
+    console = _console()
+    if name is None:
+        table = Table(title="search spaces")
+        table.add_column("name")
+        table.add_column("dimensions", justify="right")
+        table.add_column("description")
+        for n in sp.list_spaces():
+            s = sp.get_space(n)
+            table.add_row(n, str(len(s)), s.description)
+        console.print(table)
+        return
+    try:
+        s = sp.get_space(name)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    table = Table(title=f"{s.name}: {s.description}")
+    for col in ("dimension", "kind", "domain", "default", "active when", "paper"):
+        table.add_column(col)
+    for d in s.dimensions:
+        table.add_row(d.label, d.kind, d.domain(), str(d.default_value()), " and ".join(c.describe() for c in d.conditions) or "always", d.paper)
+    console.print(table)
+    if s.presets:
+        console.print(f"presets: {', '.join(sorted(s.presets))}")
+
+
+@app.command()
+def cost(
+    space: str = typer.Option(..., "--space", help="space name"),
+    arch: str = typer.Option("default", "--arch", help="architecture as JSON, a JSON file, 'default' or a preset name"),
+    device: str = typer.Option("zcu104", "--device", help="device name or YAML path"),
+    style: str = typer.Option("overlay", "--style", help="overlay or dataflow"),
+    input_shape: str = typer.Option("1,8,8", "--input-shape", help="C,H,W of one input"),
+    num_classes: int = typer.Option(10, "--num-classes"),
+    mult_impl: str = typer.Option("auto", "--mult-impl", help="auto, dsp or lut"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Cost one architecture of a space on an FPGA: per-layer table and totals."""
+    import hw_cost
+    import spaces as sp
+
+    try:
+        s = sp.get_space(space)
+        a = _parse_arch(s, arch)
+        shape = tuple(int(x) for x in input_shape.split(","))
+        if len(shape) != 3:
+            raise ValueError
+    except ValueError as exc:
+        if isinstance(exc, _user_errors()):
+            _fail(str(exc))
+        _fail(f"--input-shape: expected C,H,W, found {input_shape!r}")
+    except _user_errors() as exc:
+        _fail(str(exc))
+    try:
+        dev = hw_cost.get_device(device)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        _fail(f"--device: {exc}")
+    import supernets
+
+    model = supernets.build(space, a, input_shape=shape, num_classes=num_classes)
+    try:
+        report = hw_cost.estimate(model, (1, *shape), device=dev, style=style, mult_impl=mult_impl)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        typer.echo(hw_cost.render.format_report(report))
+
+
+def _console():
+    """A terminal-width console, or a wide one when piped (tables stay greppable)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=220, soft_wrap=False)
+
+
+def _parse_arch(space, text: str) -> dict:
+    if text == "default":
+        return space.default()
+    if text in space.presets:
+        return space.preset(text)
+    p = Path(text)
+    raw = p.read_text() if p.suffix == ".json" and p.is_file() else text
+    try:
+        arch = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--arch: expected JSON, 'default', a preset ({', '.join(space.presets) or 'none'}) or a .json file, found {text[:80]!r} ({exc.msg})") from None
+    return space.validate(space.complete(arch) if isinstance(arch, dict) else arch)
+
+
+def main() -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The experiment config: a validated pydantic model, loaded from YAML plus ``--set`` overrides.
+
+Everything is checked before anything is written or started (Lightning's habit): types and
+ranges by pydantic, then names against the registries (space, strategy, data set, device),
+objective names against the metrics an evaluation and a cost report produce, and constraints.
+The first problem is reported as one line naming the key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from search.errors import ConfigError
+
+EVAL_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
+COST_FIELDS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Objective(_Strict):
+    name: str
+    direction: Literal["maximize", "minimize"]
+
+
+class Strategy(_Strict):
+    name: str = "tpe"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Budget(_Strict):
+    trials: int = Field(20, ge=1)
+    epochs: int = Field(5, ge=1)
+    trial_timeout_s: float | None = Field(None, gt=0)
+
+
+class Evaluator(_Strict):
+    data: str = "digits"
+    data_kwargs: dict[str, Any] = Field(default_factory=dict)
+    lr: float = Field(0.05, gt=0)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    weight_decay: float = Field(5e-4, ge=0)
+    batch_size: int = Field(64, ge=1)
+
+
+class Hardware(_Strict):
+    device: str = "zcu104"
+    style: Literal["overlay", "dataflow"] = "overlay"
+    pe_array: tuple[int, int] | None = None
+    default_bits: int | None = Field(None, ge=1, le=32)
+    mult_impl: Literal["auto", "dsp", "lut"] = "auto"
+
+
+class Tracking(_Strict):
+    experiment: str | None = None
+    tracking_uri: str | None = None
+
+
+class Resources(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field(..., min_length=1)
+    space: str
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(name="val_accuracy", direction="maximize"), Objective(name="energy_mj", direction="minimize")],
+        min_length=1,
+    )
+    strategy: Strategy = Field(default_factory=Strategy)
+    budget: Budget = Field(default_factory=Budget)
+    evaluator: Evaluator = Field(default_factory=Evaluator)
+    hardware: Hardware = Field(default_factory=Hardware)
+    constraints: list[str] = Field(default_factory=list)
+    reference_point: dict[str, float] = Field(default_factory=dict)
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    executor: Literal["ray", "local"] = "ray"
+    address: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    mlflow: Tracking = Field(default_factory=Tracking)
+    out: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_component(cls, v: str) -> str:
+        if "/" in v or v in (".", ".."):
+            raise ValueError("a name without '/'")
+        return v
+
+    @property
+    def experiment_name(self) -> str:
+        return self.mlflow.experiment or self.name
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.name
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+
+# -- loading -------------------------------------------------------------------------------
+
+def load_config(path: str | Path | None, overrides: list[str] = (), **cli: Any) -> ExperimentConfig:
+    """YAML file + ``key=value`` overrides (dotted keys, YAML values) + CLI flags, fully checked."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("CONFIG", "an existing YAML file", str(p))
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+            raise ConfigError("CONFIG", "valid YAML", f"{p}: {first}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("CONFIG", "a YAML mapping at the top level", type(loaded).__name__)
+        raw = loaded
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", "key=value", item)
+        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+    for key, value in cli.items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    check_names(cfg)
+    return cfg
+
+
+_LABEL_KEYED = ("fixed",)
+FINITE_STRATEGIES = ("grid", "bruteforce")
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    if parts[0] in _LABEL_KEYED and len(parts) > 2:
+        parts = [parts[0], ".".join(parts[1:])]  # dimension labels contain dots themselves
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(".".join(parts[: i + 1]), "a mapping to set a sub-key in", nxt)
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    key = ".".join(str(x) for x in err["loc"]) or "CONFIG"
+    msg = err["msg"]
+    kind = err["type"]
+    if kind == "missing":
+        return ConfigError(key, "a value (the key is required)", "nothing")
+    if kind == "extra_forbidden":
+        return ConfigError(key, "no such key (check the spelling)", err.get("input"))
+    expected = msg[0].lower() + msg[1:] if msg else "a valid value"
+    for prefix in ("input should be ", "value error, "):
+        if expected.startswith(prefix):
+            expected = expected[len(prefix):]
+    return ConfigError(key, expected, err.get("input"))
+
+
+def check_names(cfg: ExperimentConfig) -> None:
+    """Names that only the registries know: space, fixed dims, strategy, data set, device, objectives."""
+    from spaces import UnknownNameError, get_space
+
+    from search.strategies import STRATEGIES
+
+    try:
+        space = get_space(cfg.space)
+    except UnknownNameError as exc:
+        raise ConfigError("space", "a registered space", f"{cfg.space!r} ({exc})") from None
+    for label, value in cfg.fixed.items():
+        if label not in space.labels:
+            raise ConfigError(f"fixed.{label}", f"a dimension of {cfg.space!r} ({', '.join(space.labels)})", label)
+        problem = space[label].check(value)
+        if problem:
+            raise ConfigError(f"fixed.{label}", f"a value in {space[label].domain()}", value)
+    if cfg.strategy.name not in STRATEGIES:
+        raise ConfigError("strategy.name", f"one of {', '.join(STRATEGIES.names())}", cfg.strategy.name)
+    if cfg.strategy.name in FINITE_STRATEGIES:
+        from spaces import FloatRange
+
+        floats = [d.label for d in space.dimensions if isinstance(d, FloatRange) and d.label not in cfg.fixed]
+        if floats:
+            raise ConfigError("fixed", f"values for the float dimensions, which strategy {cfg.strategy.name!r} cannot enumerate", ", ".join(floats))
+    import evaluators
+
+    if cfg.evaluator.data not in evaluators.list_datasets():
+        raise ConfigError("evaluator.data", f"one of {', '.join(evaluators.list_datasets())}", cfg.evaluator.data)
+    import hw_cost
+    from hw_cost.constraints import parse_constraint
+
+    try:
+        device = hw_cost.get_device(cfg.hardware.device)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        raise ConfigError("hardware.device", f"a device of hw_cost.list_devices() or a YAML path ({exc})", cfg.hardware.device) from None
+    known = EVAL_METRICS + COST_FIELDS
+    names = [o.name for o in cfg.objectives]
+    for i, name in enumerate(names):
+        if name not in known:
+            raise ConfigError(f"objectives.{i}.name", f"one of {', '.join(known)}", name)
+        if names.index(name) != i:
+            raise ConfigError(f"objectives.{i}.name", "each objective once", name)
+    for i, text in enumerate(cfg.constraints):
+        try:
+            parse_constraint(text)
+        except ValueError as exc:
+            raise ConfigError(f"constraints.{i}", f"'FIELD OP NUMBER' or 'FIELD OP F * device' ({exc})", text) from None
+    for name in cfg.reference_point:
+        if name not in names:
+            raise ConfigError(f"reference_point.{name}", f"an objective name ({', '.join(names)})", name)
+    _ = device
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,311 @@
+"""The search loop: Optuna study in the driver (ask/tell), trials on an executor, MLflow records.
+
+One trial: ``study.ask()`` -> architecture through the space adapter -> cost model (cheap, in the
+driver) -> constraints (violators are never trained) -> executor runs build+train -> result ->
+``study.tell`` -> MLflow child run. At the end: the Pareto front, its tags, artifacts, summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from search.config import ExperimentConfig, dump_config
+from search.pareto import default_reference_point, hypervolume, non_dominated_mask
+from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
+from search.tracking import Tracker, resolve_tracking_uri
+from search.worker import TrialResult, TrialSpec
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    arch: dict[str, Any]
+    arch_id: str
+    state: str
+    values: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    run_id: str = ""
+
+
+class CostModel:
+    """Costs an architecture before training: the space's workloads if it describes them, else a
+    traced forward pass of the built model."""
+
+    def __init__(self, cfg: ExperimentConfig, space, input_shape: tuple[int, ...], num_classes: int) -> None:
+        import hw_cost
+
+        self.cfg, self.space = cfg, space
+        self.input_shape, self.num_classes = input_shape, num_classes
+        self.device = hw_cost.get_device(cfg.hardware.device)
+        from hw_cost.constraints import parse_constraint
+
+        self.constraints = [parse_constraint(c) for c in cfg.constraints]
+        self._hw = hw_cost
+
+    def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+        hw = self.cfg.hardware
+        workloads = self.space.workloads(arch, (1, *self.input_shape))
+        if workloads is None:
+            import supernets
+
+            target = supernets.build(self.space, arch, input_shape=self.input_shape, num_classes=self.num_classes)
+        else:
+            target = workloads
+        report = self._hw.estimate(target, (1, *self.input_shape), device=self.device, style=hw.style,
+                                   pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
+        cost = {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}
+        violations = []
+        for c in self.constraints:
+            ok, msg = c.check(cost, self.device)
+            if not ok:
+                violations.append(msg)
+        if report.uncosted:
+            cost["uncosted_modules"] = float(len(report.uncosted))
+        return cost, violations
+
+
+class SearchEngine:
+    def __init__(self, cfg: ExperimentConfig, *, console=None, progress: bool = True) -> None:
+        from rich.console import Console
+
+        self.cfg = cfg
+        self.console = console or Console(stderr=True)
+        self.show_progress = progress
+        self.records: dict[int, TrialRecord] = {}
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _setup(self) -> None:
+        import evaluators
+        from spaces import get_space
+
+        from search.strategies import make_sampler
+
+        cfg = self.cfg
+        self.space = get_space(cfg.space)
+        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
+        self.input_shape = tuple(int(x) for x in dm.input_shape)
+        self.num_classes = int(dm.num_classes)
+        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes)
+        self.out = cfg.out_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(dump_config(cfg))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(self.out / "study.journal")))
+        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
+                                         storage=storage, load_if_exists=True)
+        self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
+        self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
+        self.tracker.log_artifact(self.out / "config.yaml")
+
+    def _spec(self, number: int, arch: dict[str, Any]) -> TrialSpec:
+        ev = self.cfg.evaluator
+        return TrialSpec(number=number, space=self.space, arch=arch, data=ev.data, data_kwargs=dict(ev.data_kwargs),
+                         epochs=self.cfg.budget.epochs, lr=ev.lr, optimizer=ev.optimizer, weight_decay=ev.weight_decay,
+                         batch_size=ev.batch_size, seed=self.cfg.seed + number,
+                         threads=max(1, int(self.cfg.resources.cpus_per_trial)),
+                         accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu")
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from search.adapter import suggest_arch
+        from search.executors import make_executor
+
+        started = time.perf_counter()
+        self._setup()
+        cfg = self.cfg
+        executor = make_executor(cfg)
+        pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
+        asked = 0
+        progress, task = self._progress()
+        status = "FAILED"
+        try:
+            while asked < cfg.budget.trials or executor.in_flight:
+                while asked < cfg.budget.trials and executor.in_flight < cfg.workers:
+                    trial = self.study.ask()
+                    asked += 1
+                    arch = suggest_arch(trial, self.space, cfg.fixed)
+                    aid = self.space.arch_id(arch)
+                    try:
+                        cost, violations = self.cost_model(arch)
+                    except Exception as exc:  # a cost-model failure is this candidate's failure
+                        self._finish(trial, arch, aid, {}, TrialResult(trial.number, "fail", reason=f"cost model: {type(exc).__name__}: {exc}"))
+                        self._advance(progress, task)
+                        continue
+                    if violations:
+                        self._finish(trial, arch, aid, cost, TrialResult(trial.number, "infeasible", reason="; ".join(violations)))
+                        self._advance(progress, task)
+                        continue
+                    pending[trial.number] = (trial, arch, aid, cost)
+                    executor.submit(self._spec(trial.number, arch))
+                if executor.in_flight:
+                    result = executor.wait_one()
+                    trial, arch, aid, cost = pending.pop(result.number)
+                    self._finish(trial, arch, aid, cost, result)
+                    self._advance(progress, task)
+            status = "FINISHED"
+        finally:
+            executor.shutdown()
+            if progress is not None:
+                progress.stop()
+            summary = self._conclude(time.perf_counter() - started)
+            self.tracker.finish_parent(status)
+        return summary
+
+    def _finish(self, trial: optuna.trial.Trial, arch: dict, aid: str, cost: dict, result: TrialResult) -> None:
+        cfg = self.cfg
+        metrics = {**result.metrics, **cost}
+        state = result.state
+        reason = result.reason
+        values: dict[str, float] = {}
+        if state == "complete":
+            missing = [n for n in cfg.objective_names if n not in metrics]
+            if missing:
+                state, reason = "fail", f"objective(s) not produced: {', '.join(missing)}"
+            else:
+                values = {n: float(metrics[n]) for n in cfg.objective_names}
+                if any(v != v for v in values.values()):
+                    state, reason = "fail", "NaN objective value"
+        trial.set_user_attr("arch_id", aid)
+        if state == "complete":
+            self.study.tell(trial, [values[n] for n in cfg.objective_names])
+        else:
+            trial.set_user_attr("reason", reason[:1000])
+            trial.set_user_attr("infeasible", state == "infeasible")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        rid = self.tracker.log_trial(trial.number, arch, {"arch_id": aid, "node": result.node or ""},
+                                     {**metrics, "worker_time_s": result.worker_time_s} if metrics else {}, result.history, state, reason)
+        self.records[trial.number] = TrialRecord(trial.number, arch, aid, state, values, metrics, reason, rid)
+        if state in ("fail",) and reason:
+            self.console.print(f"[yellow]trial {trial.number} failed:[/] {reason.splitlines()[0][:200]}")
+
+    # -- progress --------------------------------------------------------------------------
+    def _progress(self):
+        if not self.show_progress:
+            return None, None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console, transient=False)
+        task = progress.add_task(self.cfg.name, total=self.cfg.budget.trials, detail="")
+        progress.start()
+        return progress, task
+
+    def _advance(self, progress, task) -> None:
+        if progress is None:
+            return
+        counts = self._counts()
+        front = len(self._front()[0]) if counts["complete"] else 0
+        progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
+
+    # -- the end ---------------------------------------------------------------------------
+    def _counts(self) -> dict[str, int]:
+        states = [r.state for r in self.records.values()]
+        return {"complete": states.count("complete"), "failed": states.count("fail"),
+                "pruned": states.count("pruned"), "infeasible": states.count("infeasible")}
+
+    def _front(self) -> tuple[list[TrialRecord], np.ndarray, list[TrialRecord]]:
+        complete = sorted((r for r in self.records.values() if r.state == "complete"), key=lambda r: r.number)
+        if not complete:
+            return [], np.zeros((0, len(self.cfg.objectives))), []
+        values = np.array([[r.values[n] for n in self.cfg.objective_names] for r in complete])
+        mask = non_dominated_mask(values, self.cfg.directions)
+        return [r for r, m in zip(complete, mask) if m], values, complete
+
+    def _conclude(self, wall_s: float) -> dict[str, Any]:
+        cfg = self.cfg
+        names, dirs = cfg.objective_names, cfg.directions
+        front, values, complete = self._front()
+        ref = None
+        hv = 0.0
+        if complete:
+            ref = default_reference_point(values, dirs)
+            for i, n in enumerate(names):
+                if n in cfg.reference_point:
+                    ref[i] = cfg.reference_point[n]
+            hv = hypervolume(values, dirs, ref)
+            # The hypervolume as it grew, on the final reference point (step = trial number).
+            for k, rec in enumerate(complete):
+                self.tracker.log_parent_metrics({"hypervolume": hypervolume(values[: k + 1], dirs, ref)}, step=rec.number)
+            front_ids = {r.number for r in front}
+            for r in complete:
+                self.tracker.set_tag(r.run_id, "pareto", "true" if r.number in front_ids else "false")
+        front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
+                      for r in sorted(front, key=lambda r: r.values[names[0]])]
+        counts = self._counts()
+        summary = {
+            "experiment": cfg.experiment_name,
+            "mlflow_experiment_id": self.tracker.experiment_id,
+            "parent_run_id": self.parent_id,
+            "tracking_uri": self.tracker.uri,
+            "space": cfg.space,
+            "objectives": [{"name": o.name, "direction": o.direction} for o in cfg.objectives],
+            "trials": len(self.records),
+            **counts,
+            "front": front_rows,
+            "hypervolume": hv,
+            "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
+            "wall_time_s": round(wall_s, 2),
+            "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
+        }
+        if complete:
+            write_pareto_csv(self.out / "pareto.csv", front_rows, names)
+            plot_pareto_png(self.out / "pareto.png", values, non_dominated_mask(values, dirs), names, dirs, f"{cfg.name}: {len(front)} on the front of {len(complete)}")
+            self.tracker.log_artifact(self.out / "pareto.csv")
+            self.tracker.log_artifact(self.out / "pareto.png")
+            self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
+        write_json_atomic(self.out / "summary.json", summary)
+        self.tracker.log_artifact(self.out / "summary.json")
+        return summary
+
+    def print_front(self, summary: dict[str, Any]) -> None:
+        from rich.console import Console
+
+        out = Console()
+        out.print(front_table(summary["front"], self.cfg.objective_names,
+                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)"))
+        ref = summary["reference_point"]
+        out.print(f"hypervolume {summary['hypervolume']:.6g} (reference point {ref}); complete {summary['complete']}, failed {summary['failed']}, "
+                  f"infeasible {summary['infeasible']}, pruned {summary['pruned']}; wall time {summary['wall_time_s']:.1f} s")
+        out.print(f"summary: {self.out / 'summary.json'}   MLflow: experiment {summary['mlflow_experiment_id']}, parent run {summary['parent_run_id']} ({summary['tracking_uri']})")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _version_tags() -> dict[str, str]:
+    import importlib.metadata as md
+    import subprocess
+
+    tags = {"python": sys.version.split()[0]}
+    for pkg in ("abacus-nas", "torch", "optuna", "ray", "mlflow", "pytorch-lightning"):
+        try:
+            tags[f"version.{pkg}"] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+        if commit:
+            tags["git_commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+logging.getLogger("optuna").setLevel(logging.WARNING)

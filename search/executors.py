@@ -1,0 +1,101 @@
+"""Where trials run: Ray tasks (default) or in-process, one at a time (for breakpoints).
+
+Both give the same interface: ``submit(spec)``, ``wait_one() -> TrialResult``, ``in_flight``.
+The Ray executor asks Ray for ``cpus_per_trial``/``gpus_per_trial`` per task, joins an existing
+cluster when ``address`` is given (``auto`` or ``host:port``) and otherwise starts a local Ray
+sized to the workers, retries a task whose worker process died (Ray's ``max_retries``), and
+cancels a trial that runs past its timeout, reporting it as failed with that reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from search.worker import TrialResult, TrialSpec, run_trial
+
+
+class LocalExecutor:
+    """Runs each trial in the driver process when it is collected: no parallelism, full debuggability."""
+
+    def __init__(self) -> None:
+        self._queue: list[TrialSpec] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append(spec)
+
+    def wait_one(self) -> TrialResult:
+        return run_trial(self._queue.pop(0))
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+
+
+class RayExecutor:
+    def __init__(self, workers: int, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 address: str | None = None, trial_timeout_s: float | None = None, max_retries: int = 2) -> None:
+        import ray
+
+        self._ray = ray
+        if not ray.is_initialized():
+            init_kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if address:
+                ray.init(address=address, **init_kwargs)
+            else:
+                ray.init(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+            self._owns_ray = True
+        else:
+            self._owns_ray = False
+        self._remote = ray.remote(run_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries)
+        self._timeout = trial_timeout_s
+        self._pending: dict[Any, tuple[TrialSpec, float]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, spec: TrialSpec) -> None:
+        ref = self._remote.remote(spec)
+        self._pending[ref] = (spec, time.monotonic())
+
+    def wait_one(self) -> TrialResult:
+        ray = self._ray
+        while True:
+            wait_s = None
+            if self._timeout is not None:
+                oldest = min(t for _, t in self._pending.values())
+                wait_s = max(0.0, oldest + self._timeout - time.monotonic())
+            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=wait_s)
+            if ready:
+                ref = ready[0]
+                spec, _ = self._pending.pop(ref)
+                try:
+                    return ray.get(ref)
+                except Exception as exc:  # the task itself died (worker killed, retries exhausted)
+                    return TrialResult(spec.number, "fail", reason=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            now = time.monotonic()
+            for ref, (spec, started) in list(self._pending.items()):
+                if now - started >= self._timeout:
+                    ray.cancel(ref, force=True)
+                    del self._pending[ref]
+                    return TrialResult(spec.number, "fail", reason=f"timeout: ran longer than budget.trial_timeout_s={self._timeout:g}")
+
+    def shutdown(self) -> None:
+        for ref in list(self._pending):
+            self._ray.cancel(ref, force=True)
+        self._pending.clear()
+        if self._owns_ray:
+            self._ray.shutdown()
+
+
+def make_executor(cfg: Any):
+    if cfg.executor == "local":
+        return LocalExecutor()
+    return RayExecutor(
+        cfg.workers, cpus_per_trial=cfg.resources.cpus_per_trial, gpus_per_trial=cfg.resources.gpus_per_trial,
+        address=cfg.address, trial_timeout_s=cfg.budget.trial_timeout_s,
+    )

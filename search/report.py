@@ -1,0 +1,82 @@
+"""Front artifacts and the terminal table: ``pareto.csv``, ``pareto.png`` and ``summary.json``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def write_pareto_csv(path: Path, front: Sequence[dict], objective_names: Sequence[str]) -> None:
+    labels: list[str] = []
+    for row in front:
+        for k in row["arch"]:
+            if k not in labels:
+                labels.append(k)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["trial", "arch_id", *objective_names, *labels, "run_id"])
+        for row in front:
+            w.writerow([row["trial"], row["arch_id"], *[row["values"][n] for n in objective_names],
+                        *[row["arch"].get(k, "") for k in labels], row.get("run_id", "")])
+
+
+def plot_pareto_png(path: Path, values: np.ndarray, front_mask: np.ndarray, objective_names: Sequence[str],
+                    directions: Sequence[str], title: str) -> None:
+    """All complete trials in grey, the front in colour joined as a staircase (first two objectives)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    x, y = values[:, 1] if values.shape[1] > 1 else np.arange(len(values)), values[:, 0]
+    ax.scatter(x[~front_mask], y[~front_mask], s=18, c="#bbbbbb", label="trials")
+    fx, fy = x[front_mask], y[front_mask]
+    order = np.argsort(fx)
+    ax.step(fx[order], fy[order], where="post", c="#d62728", lw=1, alpha=0.6)
+    ax.scatter(fx, fy, s=30, c="#d62728", label="Pareto front", zorder=3)
+    xlabel = objective_names[1] if len(objective_names) > 1 else "trial"
+    ax.set_xlabel(f"{xlabel} ({directions[1]})" if len(directions) > 1 else xlabel)
+    ax.set_ylabel(f"{objective_names[0]} ({directions[0]})")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write-then-rename, so a reader never sees a half-written summary."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_default))
+    tmp.replace(path)
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    table.add_column("arch id")
+    for n in objective_names:
+        table.add_column(n, justify="right")
+    table.add_column("architecture")
+    for row in front:
+        arch = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["arch"].items())
+        table.add_row(str(row["trial"]), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], arch)
+    return table

@@ -1,0 +1,77 @@
+"""What runs where the trial runs (a Ray worker or the driver): build, train, report.
+
+The function takes and returns plain data so Ray can ship it anywhere; every exception is
+caught and returned as a failed result with its reason, so one broken candidate never stops
+the search (and a NaN loss surfaces as ``NonFiniteLossError`` from the evaluator).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrialSpec:
+    number: int
+    space: Any  # SearchSpace (shipped whole, so driver-only registrations work on workers)
+    arch: dict[str, Any]
+    data: str
+    data_kwargs: dict[str, Any]
+    epochs: int
+    lr: float
+    optimizer: str
+    weight_decay: float
+    batch_size: int
+    seed: int
+    threads: int = 1
+    accelerator: str = "cpu"
+    max_time_s: float | None = None
+
+
+@dataclass
+class TrialResult:
+    number: int
+    state: str  # "complete" | "fail" | "pruned"
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    reason: str = ""
+    node: str = ""
+    worker_time_s: float = 0.0
+
+
+def run_trial(spec: TrialSpec) -> TrialResult:
+    start = time.perf_counter()
+    history: list[dict[str, float]] = []
+    node = os.uname().nodename
+    try:
+        import torch
+
+        import evaluators
+        import supernets
+
+        torch.set_num_threads(max(1, int(spec.threads)))
+        dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
+        model = supernets.build(spec.space, spec.arch, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes))
+
+        def reporter(epoch: int, metrics: dict[str, float]) -> bool:
+            history.append({"epoch": float(epoch), **{k: float(v) for k, v in metrics.items()}})
+            return False
+
+        metrics = evaluators.evaluate(
+            model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
+            weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed,
+            reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
+        )
+        flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        bad = [k for k, v in flat.items() if v != v]
+        if bad:
+            return TrialResult(spec.number, "fail", flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
+        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start)
+    except Exception as exc:  # any failure of a candidate is data, not a crash of the search
+        tb = traceback.format_exc(limit=6)
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return TrialResult(spec.number, "fail", {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)

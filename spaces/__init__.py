@@ -1,0 +1,14 @@
+"""What can be chosen: declarative search spaces (numpy only; no torch, ray, optuna or mlflow)."""
+
+from spaces.catalog import SPACES, get_space, list_spaces, register_space
+from spaces.dimensions import Categorical, Condition, Dimension, FloatRange, IntRange
+from spaces.registry import UnknownNameError
+from spaces.space import Arch, InvalidArchitectureError, SearchSpace, arch_id, canonical_json, resolve
+
+from spaces import addernet_resnet as _addernet_resnet  # noqa: F401  (registers built-in spaces)
+
+__all__ = [
+    "Arch", "Categorical", "Condition", "Dimension", "FloatRange", "IntRange", "InvalidArchitectureError",
+    "SPACES", "SearchSpace", "UnknownNameError", "arch_id", "canonical_json", "get_space", "list_spaces",
+    "register_space", "resolve",
+]

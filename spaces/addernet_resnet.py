@@ -1,0 +1,61 @@
+"""``addernet-resnet``: a ResNet-20-style classifier with per-stage op, bits, width and depth.
+
+Three stages of basic blocks (base widths 16, 32, 64; strides 1, 2, 2) after a standard conv
+stem, as in AdderNet's ResNet-20 (``huawei-noah/AdderNet`` ``resnet20.py``). The builder sizes
+the network to its data (8x8 digits by default, 32x32 for CIFAR-shaped data).
+"""
+
+from __future__ import annotations
+
+from spaces.catalog import register_space
+from spaces.dimensions import Categorical, Condition, FloatRange, IntRange
+from spaces.space import SearchSpace
+
+ADDERNET = "AdderNet (Chen et al., CVPR 2020, arXiv 1912.13200)"
+ADDERNET_EXT = "Adder Neural Networks, extended (arXiv 2105.14202)"
+WINOGRAD = "Winograd AdderNet (Li et al., ICML 2021, arXiv 2105.05530)"
+ADDER_HW = "AdderNet hardware (Wang et al., arXiv 2101.10015)"
+FDA = "FDA-BNN (Xu et al., NeurIPS 2021, arXiv 2103.00841)"
+RESNET = "ResNet (He et al., CVPR 2016, arXiv 1512.03385)"
+
+STAGES = 3
+BASE_WIDTHS = (16, 32, 64)
+OP_CHOICES = ("conv", "adder", "winograd_adder", "binary")
+QUANTISABLE = ("conv", "adder")  # ops with a b-bit variant (QuantConv2d, QuantAdderConv2d)
+
+
+def addernet_resnet_space() -> SearchSpace:
+    dims = []
+    for s in range(1, STAGES + 1):
+        dims += [
+            Categorical(f"stage{s}.op", OP_CHOICES, default="conv", paper=f"{ADDERNET}; {WINOGRAD}; {FDA}",
+                        help="3x3 (and shortcut) op of every block in the stage"),
+            Categorical(f"stage{s}.bits", (32, 16, 8, 4), default=32, paper=ADDER_HW,
+                        help="weight/activation bits; 32 = float; adders share one scale",
+                        conditions=(Condition(f"stage{s}.op", QUANTISABLE),)),
+            Categorical(f"stage{s}.width", (0.25, 0.5, 0.75, 1.0), default=1.0, paper=RESNET,
+                        help=f"width multiplier of the stage's base width {BASE_WIDTHS[s - 1]}"),
+            IntRange(f"stage{s}.blocks", low=1, high=3, default=3, paper=RESNET,
+                     help="basic blocks in the stage (3 = ResNet-20)"),
+        ]
+    dims += [
+        FloatRange("recipe.adder_eta", low=0.05, high=1.0, log=True, default=0.2, paper=ADDERNET,
+                   help="adaptive learning-rate scale eta of adder layers"),
+        Categorical("recipe.lp_schedule", (False, True), default=False, paper=ADDERNET_EXT,
+                    help="train adder layers with p going from 2 to 1 (l2-to-l1)"),
+        IntRange("recipe.fda_terms", low=2, high=24, default=18, paper=FDA,
+                 help="upper index n of the Fourier-series sign gradient at the end of training (starts at n/2)"),
+    ]
+    return SearchSpace(
+        name="addernet-resnet",
+        description="ResNet-20-style classifier: per-stage op (conv/adder/winograd_adder/binary), bits, width, blocks",
+        dimensions=dims,
+        builder="supernets.resnet:build_addernet_resnet",
+        presets={
+            "resnet20-conv": {},
+            "resnet20-adder": {f"stage{s}.op": "adder" for s in range(1, STAGES + 1)},
+        },
+    )
+
+
+register_space("addernet-resnet")(addernet_resnet_space)

@@ -1,0 +1,204 @@
+"""``SearchSpace``: ordered, labelled dimensions plus what turns an architecture into work.
+
+An *architecture* (``Arch``) is a plain ``dict`` from dotted label to value, holding the active
+dimensions only. It is JSON-serialisable and identified by ``arch_id`` (a hash of its canonical
+JSON), so any saved architecture can be replayed without Optuna or the search engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from spaces.dimensions import Dimension, dimension_from_dict
+
+Arch = dict[str, Any]
+
+
+class InvalidArchitectureError(ValueError):
+    """All problems of an architecture, one per line after a summary line."""
+
+    def __init__(self, space: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"architecture is not valid for space {space!r}: " + "; ".join(self.problems))
+
+
+def canonical_json(arch: Mapping[str, Any]) -> str:
+    """Sorted keys, no whitespace: the form that ``arch_id`` hashes."""
+    return json.dumps(dict(arch), sort_keys=True, separators=(",", ":"))
+
+
+def arch_id(arch: Mapping[str, Any]) -> str:
+    """Stable 12-hex-digit id of an architecture (sha256 of its canonical JSON)."""
+    return hashlib.sha256(canonical_json(arch).encode()).hexdigest()[:12]
+
+
+@dataclass
+class SearchSpace:
+    """A named, ordered set of dimensions.
+
+    ``builder`` and ``workloads_fn`` are ``"module:function"`` strings (or callables) so this
+    package stays free of torch: ``supernets.build`` resolves the builder, and the cost model may
+    call ``workloads(arch, input_shape)`` to cost an architecture without building it.
+    ``presets`` maps names to (possibly partial) architectures completed with defaults.
+    """
+
+    name: str
+    dimensions: Sequence[Dimension]
+    description: str = ""
+    builder: str | Callable | None = None
+    workloads_fn: str | Callable | None = None
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.dimensions = tuple(self.dimensions)
+        labels = [d.label for d in self.dimensions]
+        dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if dupes:
+            raise ValueError(f"space {self.name!r}: dimension labels must be unique, found duplicates {dupes}")
+        seen: set[str] = set()
+        for d in self.dimensions:
+            for c in d.conditions:
+                if c.label not in seen:
+                    raise ValueError(f"space {self.name!r}: condition of {d.label!r} refers to {c.label!r}, which must be an earlier dimension")
+            seen.add(d.label)
+        for pname, partial in self.presets.items():
+            try:
+                self.validate(self.complete(partial))
+            except InvalidArchitectureError as exc:
+                raise ValueError(f"space {self.name!r}: preset {pname!r} is invalid: {exc}") from None
+
+    # -- lookup ----------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return [d.label for d in self.dimensions]
+
+    def __getitem__(self, label: str) -> Dimension:
+        for d in self.dimensions:
+            if d.label == label:
+                return d
+        raise KeyError(f"space {self.name!r} has no dimension {label!r}")
+
+    def __len__(self) -> int:
+        return len(self.dimensions)
+
+    # -- architectures ---------------------------------------------------------------------
+    def sample(self, seed: int | random.Random | None = None) -> Arch:
+        """A random valid architecture; the same seed gives the same architecture."""
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        arch: Arch = {}
+        for d in self.dimensions:
+            if d.active(arch):
+                arch[d.label] = d.sample(rng)
+        return arch
+
+    def default(self) -> Arch:
+        arch: Arch = {}
+        for d in self.dimensions:
+            if d.active(arch):
+                arch[d.label] = d.default_value()
+        return arch
+
+    def complete(self, partial: Mapping[str, Any]) -> Arch:
+        """Fill missing active dimensions with defaults and drop inactive ones (in order)."""
+        arch: Arch = {}
+        for d in self.dimensions:
+            if d.active(arch):
+                arch[d.label] = partial[d.label] if d.label in partial else d.default_value()
+        return arch
+
+    def preset(self, name: str) -> Arch:
+        if name not in self.presets:
+            raise KeyError(f"space {self.name!r} has no preset {name!r}; presets: {sorted(self.presets) or 'none'}")
+        return self.complete(self.presets[name])
+
+    def problems(self, arch: Mapping[str, Any]) -> list[str]:
+        """Every problem of ``arch`` (unknown labels, missing or out-of-domain values, inactive values)."""
+        if not isinstance(arch, Mapping):
+            return [f"expected a mapping of dimension labels to values, found {type(arch).__name__}"]
+        out: list[str] = []
+        known = set(self.labels)
+        for label in arch:
+            if label not in known:
+                out.append(f"{label}: unknown dimension (known: {', '.join(self.labels)})")
+        for d in self.dimensions:
+            if not d.active(arch):
+                if d.label in arch:
+                    conds = " and ".join(c.describe() for c in d.conditions)
+                    out.append(f"{d.label}: set but inactive (active only when {conds})")
+                continue
+            if d.label not in arch:
+                out.append(f"{d.label}: missing (expected {d.domain()})")
+                continue
+            msg = d.check(arch[d.label])
+            if msg:
+                out.append(msg)
+        return out
+
+    def validate(self, arch: Mapping[str, Any]) -> Arch:
+        """Return ``arch`` in dimension order, or raise listing all problems at once."""
+        problems = self.problems(arch)
+        if problems:
+            raise InvalidArchitectureError(self.name, problems)
+        return {d.label: arch[d.label] for d in self.dimensions if d.label in arch}
+
+    def arch_id(self, arch: Mapping[str, Any]) -> str:
+        return arch_id(self.validate(arch))
+
+    def workloads(self, arch: Mapping[str, Any], input_shape: Sequence[int]) -> list[dict] | None:
+        """Per-layer workload dicts (see docs/architecture.md) without building torch modules, or
+        None when the space does not describe its workloads."""
+        if self.workloads_fn is None:
+            return None
+        return resolve(self.workloads_fn)(self.validate(arch), tuple(input_shape))
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "builder": self.builder if isinstance(self.builder, str) or self.builder is None else _qualname(self.builder),
+            "workloads_fn": self.workloads_fn if isinstance(self.workloads_fn, str) or self.workloads_fn is None else _qualname(self.workloads_fn),
+            "dimensions": [d.to_dict() for d in self.dimensions],
+            "presets": {k: dict(v) for k, v in self.presets.items()},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchSpace":
+        return cls(
+            name=d["name"],
+            dimensions=[dimension_from_dict(x) for x in d["dimensions"]],
+            description=d.get("description", ""),
+            builder=d.get("builder"),
+            workloads_fn=d.get("workloads_fn"),
+            presets=d.get("presets", {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpace":
+        return cls.from_dict(json.loads(text))
+
+
+def resolve(target: str | Callable) -> Callable:
+    """Turn ``"package.module:function"`` into the function (callables pass through)."""
+    if callable(target):
+        return target
+    import importlib
+
+    module, _, attr = str(target).partition(":")
+    if not module or not attr:
+        raise ValueError(f"expected 'package.module:function', found {target!r}")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _qualname(fn: Callable) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"

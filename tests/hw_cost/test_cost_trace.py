@@ -1,0 +1,125 @@
+"""Tracing an nn.Module: hw_workload modules, standard layers, functionals, MHA, uncosted modules."""
+
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import hw_cost  # noqa: E402
+from hw_cost.trace import trace_workloads  # noqa: E402
+
+
+class AdderLike(nn.Module):
+    """A custom op that describes itself; its child conv must not be counted again."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.inner = nn.Conv2d(c, c, 3, padding=1)
+        self.calls = []
+
+    def forward(self, x):
+        return self.inner(x)
+
+    def hw_workload(self, input_shape, output_shape):
+        self.calls.append((input_shape, output_shape))
+        torch.ones(2).sum()  # torch work done while costing must not become a row
+        n, c, h, w = output_shape
+        return dict(op="adder_conv", ops=n * h * w * c * c * 9, w_bits=8, a_bits=8, params=c * c * 9,
+                    in_elems=n * c * h * w, out_elems=n * c * h * w, in_channels=c, out_channels=c, kernel=9, out_pixels=n * h * w)
+
+
+class Mystery(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x * self.scale + 1
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x))) + x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = Block(8)
+        self.adder = AdderLike(8)
+        self.mystery = Mystery()
+        self.up = nn.Upsample(scale_factor=2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.tconv = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.drop = nn.Dropout(0.1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = self.adder(self.block(x))
+        x = self.dw(self.up(self.mystery(x)))
+        x = self.tconv(x)
+        t = x.flatten(2).transpose(1, 2)
+        t, _ = self.attn(t, t, t)
+        return self.fc(self.drop(t.mean(1)))
+
+
+@pytest.fixture(scope="module")
+def traced():
+    net = Net()
+    wls, unc = trace_workloads(net, (2, 3, 8, 8))
+    return net, {d["name"]: d for d in wls}, unc
+
+
+def test_custom_module_costed_by_hw_workload_children_not_double_counted(traced):
+    net, w, _ = traced
+    assert w["adder"]["op"] == "adder_conv" and net.adder.calls == [((2, 8, 8, 8), (2, 8, 8, 8))]
+    assert "adder.inner" not in w
+    assert not any(n.startswith("sum") for n in w)
+
+
+def test_unknown_module_reported_as_uncosted(traced):
+    _, w, unc = traced
+    assert unc == ["mystery"] and "mystery" not in w
+    assert "drop" not in unc and "drop" not in w  # Dropout: zero cost, not uncosted
+
+
+def test_standard_layers_and_functionals(traced):
+    _, w, _ = traced
+    assert w["stem"]["op"] == "conv" and w["stem"]["ops"] == 2 * 64 * 8 * 3 * 9
+    assert w["relu"]["op"] == "eltwise" and w["relu"].get("fused")          # F.relu right after the stem
+    assert w["block.bn"]["op"] == "norm" and w["block.bn"].get("fused")
+    assert w["block.add"]["op"] == "eltwise" and not w["block.add"].get("fused")  # residual add in Block.forward
+    assert w["dw"]["op"] == "dwconv" and w["dw"]["ops"] == 2 * 256 * 8 * 9
+    assert w["up"]["op"] == "upsample"
+    # transposed conv: effective MACs = input pixels x Cin x Cout x taps (no inserted zeros)
+    assert w["tconv"]["op"] == "transposed_conv" and w["tconv"]["ops"] == 2 * 256 * 8 * 4 * 4
+    assert w["attn.qk"]["op"] == "matmul" and w["attn.softmax"]["op"] == "softmax"
+    assert w["attn.qk"]["ops"] == 2 * 2 * 1024 * 1024 * 2
+    assert w["fc"]["op"] == "linear" and w["fc"]["ops"] == 2 * 4 * 10
+    assert w["mean"]["op"] == "pool"
+
+
+def test_estimate_on_module_and_mode_restored():
+    net = Net().train()
+    r = hw_cost.estimate(net, (1, 3, 8, 8), default_bits=8)
+    assert net.training
+    assert r.uncosted == ["mystery"] and r.energy_mj > 0 and r.feasible
+    assert {row.op for row in r.rows} >= {"conv", "adder_conv", "dwconv", "matmul", "softmax", "linear"}
+    assert all(row.w_bits == 8 for row in r.rows if row.op == "conv")
+
+
+def test_import_hw_cost_does_not_import_torch():
+    code = "import sys, hw_cost, hw_cost.render, hw_cost.constraints; assert 'torch' not in sys.modules; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("pathlib").Path(hw_cost.__file__).parents[1]))
+    assert out.returncode == 0, out.stderr

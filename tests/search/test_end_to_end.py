@@ -1,0 +1,120 @@
+"""A tiny real search through Ray and MLflow, and the CLI's contract for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.config import load_config
+from search.engine import SearchEngine
+
+TINY = {
+    "name": "tiny",
+    "space": "addernet-resnet",
+    "fixed": {"stage1.width": 0.25, "stage2.width": 0.25, "stage3.width": 0.25,
+              "stage1.blocks": 1, "stage2.blocks": 1, "stage3.blocks": 1},
+    "budget": {"trials": 4, "epochs": 1},
+    "strategy": {"name": "random"},
+    "workers": 2,
+}
+
+
+def _mlflow_runs(uri: str, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return exp, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_tiny_search_on_ray_records_everything_in_mlflow(tmp_path, monkeypatch, ray_session):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "mlflow": {"tracking_uri": uri}}))
+    cfg = load_config(cfg_path)
+    summary = SearchEngine(cfg, progress=False).run()
+
+    out = tmp_path / "runs" / "tiny"
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert summary["complete"] + summary["failed"] + summary["infeasible"] == 4
+    assert summary["complete"] >= 3, summary["failures"]
+    assert summary["front"], "a search with complete trials has a non-empty front"
+    assert summary["hypervolume"] > 0
+    assert (out / "pareto.csv").is_file() and (out / "pareto.png").stat().st_size > 1000
+
+    exp, runs = _mlflow_runs(uri, "tiny")
+    assert summary["mlflow_experiment_id"] == exp.experiment_id
+    parents = [r for r in runs if r.data.tags.get("abacus.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["parent_run_id"]]
+    assert len(parents) == 1 and parents[0].info.run_id == summary["parent_run_id"]
+    assert len(children) == 4
+    tagged = {int(r.data.tags["trial_number"]) for r in children if r.data.tags.get("pareto") == "true"}
+    assert tagged == {row["trial"] for row in summary["front"]}
+    for r in children:
+        assert r.data.tags["arch_id"] and r.data.params["stage1.op"] in ("conv", "adder", "winograd_adder", "binary")
+        if r.data.tags["state"] == "complete":
+            assert {"val_accuracy", "energy_mj", "latency_ms", "lut"} <= set(r.data.metrics)
+    from mlflow.tracking import MlflowClient
+
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(summary["parent_run_id"])}
+    assert {"pareto.csv", "pareto.png", "summary.json", "config.yaml"} <= artifacts
+    # one child run's per-epoch validation curve
+    some = next(r for r in children if r.data.tags["state"] == "complete")
+    hist = MlflowClient(uri).get_metric_history(some.info.run_id, "val_accuracy")
+    assert len(hist) >= 1
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_malformed_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nspace: addernet-resnet\nbudget: {trials: -1}\n")
+    proc = _cli("search", str(bad), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "budget.trials" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_spaces_command_lists_and_describes(tmp_path):
+    proc = _cli("spaces", cwd=tmp_path)
+    assert proc.returncode == 0 and "addernet-resnet" in proc.stdout
+    proc = _cli("spaces", "addernet-resnet", cwd=tmp_path)
+    assert proc.returncode == 0 and "stage2.op" in proc.stdout and "1912.13200" in proc.stdout
+    proc = _cli("spaces", "addernet", cwd=tmp_path)
+    assert proc.returncode == 2 and "did you mean" in proc.stderr
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, monkeypatch):
+    """A candidate whose training raises is a failed trial with its reason; the others complete."""
+    import search.worker as worker
+
+    real = worker.run_trial
+
+    def flaky(spec):
+        if spec.number % 2 == 1:
+            spec.lr = float("nan")  # a NaN learning rate makes the loss NaN: a real failure path
+        return real(spec)
+
+    monkeypatch.setattr(worker, "run_trial", flaky)
+    monkeypatch.setattr("search.executors.run_trial", flaky)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}"], **{k: v for k, v in TINY.items()},
+                      executor="local", **{"budget.trials": 4})
+    summary = SearchEngine(cfg, progress=False).run()
+    assert summary["complete"] == 2 and summary["failed"] == 2
+    reasons = [f["reason"] for f in summary["failures"]]
+    assert all(r for r in reasons), reasons
+    _, runs = _mlflow_runs(f"sqlite:///{tmp_path / 'm.db'}", "tiny")
+    failed = [r for r in runs if r.data.tags.get("state") == "fail"]
+    assert len(failed) == 2 and all(r.info.status == "FAILED" and r.data.tags.get("fail_reason") for r in failed)
