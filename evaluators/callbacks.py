@@ -135,4 +135,7 @@ def default_recipe_callbacks(model: nn.Module) -> list[Callback]:
         callbacks.append(AdaptiveLRCallback())
     if _progress_modules(model):
         callbacks.append(ProgressScheduleCallback())
+    from evaluators.recipes import recipe_callbacks
+
+    callbacks += recipe_callbacks(model)
     return callbacks

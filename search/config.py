@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from search.errors import ConfigError
 
+PER_EPOCH_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss")
 EVAL_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
 COST_FIELDS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram")
 
@@ -38,6 +39,16 @@ class Budget(_Strict):
     trials: int = Field(20, ge=1)
     epochs: int = Field(5, ge=1)
     trial_timeout_s: float | None = Field(None, gt=0)
+
+
+class Scheduler(_Strict):
+    """Early stopping: ``mo-asha`` (any number of objectives) or an Optuna pruner (one objective)."""
+
+    name: Literal["none", "mo-asha", "median", "percentile", "sha", "hyperband"] = "none"
+    min_epochs: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    tie_break: Literal["crowding", "hypervolume"] = "crowding"
+    startup_trials: int = Field(5, ge=0)
 
 
 class Evaluator(_Strict):
@@ -77,6 +88,7 @@ class ExperimentConfig(_Strict):
     )
     strategy: Strategy = Field(default_factory=Strategy)
     budget: Budget = Field(default_factory=Budget)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
     evaluator: Evaluator = Field(default_factory=Evaluator)
     hardware: Hardware = Field(default_factory=Hardware)
     constraints: list[str] = Field(default_factory=list)
@@ -230,6 +242,14 @@ def check_names(cfg: ExperimentConfig) -> None:
             parse_constraint(text)
         except ValueError as exc:
             raise ConfigError(f"constraints.{i}", f"'FIELD OP NUMBER' or 'FIELD OP F * device' ({exc})", text) from None
+    if cfg.scheduler.name != "none":
+        for i, name in enumerate(names):
+            if name not in PER_EPOCH_METRICS + COST_FIELDS:
+                raise ConfigError(f"objectives.{i}.name", f"an objective known after every epoch for early stopping ({', '.join(PER_EPOCH_METRICS + COST_FIELDS)})", name)
+        if cfg.scheduler.name != "mo-asha" and len(names) > 1:
+            raise ConfigError("scheduler.name", "'mo-asha' for a multi-objective search (Optuna's pruners take one objective)", cfg.scheduler.name)
+        if cfg.scheduler.min_epochs >= cfg.budget.epochs:
+            raise ConfigError("scheduler.min_epochs", f"fewer than budget.epochs ({cfg.budget.epochs}) so that a rung exists", cfg.scheduler.min_epochs)
     for name in cfg.reference_point:
         if name not in names:
             raise ConfigError(f"reference_point.{name}", f"an objective name ({', '.join(names)})", name)

@@ -51,17 +51,24 @@ class CostModel:
         self.constraints = [parse_constraint(c) for c in cfg.constraints]
         self._hw = hw_cost
 
-    def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+    def hardware_kwargs(self) -> dict[str, Any]:
         hw = self.cfg.hardware
+        return dict(device=hw.device, style=hw.style, pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
+
+    def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
         workloads = self.space.workloads(arch, (1, *self.input_shape))
         if workloads is None:
             import supernets
+            from supernets.manidp import assume_active_ratios, dynamic_convs
 
             target = supernets.build(self.space, arch, input_shape=self.input_shape, num_classes=self.num_classes)
+            if dynamic_convs(target):
+                # before training a dynamic net is screened at its target ratio; the worker
+                # re-costs it on the ratios measured on validation data (that cost is the one kept)
+                assume_active_ratios(target, "target")
         else:
             target = workloads
-        report = self._hw.estimate(target, (1, *self.input_shape), device=self.device, style=hw.style,
-                                   pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
+        report = self._hw.estimate(target, (1, *self.input_shape), **self.hardware_kwargs())
         cost = {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}
         violations = []
         for c in self.constraints:
@@ -106,13 +113,27 @@ class SearchEngine:
         self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
         self.tracker.log_artifact(self.out / "config.yaml")
 
-    def _spec(self, number: int, arch: dict[str, Any]) -> TrialSpec:
+    def _spec(self, number: int, arch: dict[str, Any], cost: dict[str, float]) -> TrialSpec:
         ev = self.cfg.evaluator
         return TrialSpec(number=number, space=self.space, arch=arch, data=ev.data, data_kwargs=dict(ev.data_kwargs),
                          epochs=self.cfg.budget.epochs, lr=ev.lr, optimizer=ev.optimizer, weight_decay=ev.weight_decay,
                          batch_size=ev.batch_size, seed=self.cfg.seed + number,
                          threads=max(1, int(self.cfg.resources.cpus_per_trial)),
-                         accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu")
+                         accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
+                         scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
+                         static_metrics=cost, hardware=self.cost_model.hardware_kwargs())
+
+    def _make_scheduler(self):
+        """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
+        if self.cfg.scheduler.name == "none":
+            return None
+        from search.schedulers import SchedulerBox
+
+        if self.cfg.executor == "local":
+            return SchedulerBox(self.cfg)
+        import ray
+
+        return ray.remote(num_cpus=0)(SchedulerBox).remote(self.cfg)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -123,6 +144,7 @@ class SearchEngine:
         self._setup()
         cfg = self.cfg
         executor = make_executor(cfg)
+        self.scheduler = self._make_scheduler()
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = 0
         progress, task = self._progress()
@@ -145,7 +167,7 @@ class SearchEngine:
                         self._advance(progress, task)
                         continue
                     pending[trial.number] = (trial, arch, aid, cost)
-                    executor.submit(self._spec(trial.number, arch))
+                    executor.submit(self._spec(trial.number, arch, cost))
                 if executor.in_flight:
                     result = executor.wait_one()
                     trial, arch, aid, cost = pending.pop(result.number)
@@ -162,7 +184,7 @@ class SearchEngine:
 
     def _finish(self, trial: optuna.trial.Trial, arch: dict, aid: str, cost: dict, result: TrialResult) -> None:
         cfg = self.cfg
-        metrics = {**result.metrics, **cost}
+        metrics = {**result.metrics, **cost, **result.cost}
         state = result.state
         reason = result.reason
         values: dict[str, float] = {}
@@ -175,13 +197,24 @@ class SearchEngine:
                 if any(v != v for v in values.values()):
                     state, reason = "fail", "NaN objective value"
         trial.set_user_attr("arch_id", aid)
+        extra_tags = {"cost_source": "measured" if result.cost else "static"}
         if state == "complete":
             self.study.tell(trial, [values[n] for n in cfg.objective_names])
+            if self.scheduler is not None:
+                from search.schedulers import call
+
+                call(self.scheduler, "finish", trial.number, values[cfg.objective_names[0]])
+        elif state == "pruned":
+            reached = int(result.metrics.get("epochs", len(result.history)))
+            trial.set_user_attr("pruned_at_epoch", reached)
+            trial.set_user_attr("reason", reason[:1000])
+            extra_tags["pruned_at_epoch"] = str(reached)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             trial.set_user_attr("reason", reason[:1000])
             trial.set_user_attr("infeasible", state == "infeasible")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        rid = self.tracker.log_trial(trial.number, arch, {"arch_id": aid, "node": result.node or ""},
+        rid = self.tracker.log_trial(trial.number, arch, {"arch_id": aid, "node": result.node or "", **extra_tags},
                                      {**metrics, "worker_time_s": result.worker_time_s} if metrics else {}, result.history, state, reason)
         self.records[trial.number] = TrialRecord(trial.number, arch, aid, state, values, metrics, reason, rid)
         if state in ("fail",) and reason:

@@ -30,6 +30,11 @@ class TrialSpec:
     threads: int = 1
     accelerator: str = "cpu"
     max_time_s: float | None = None
+    scheduler: Any = None  # early-stopping scheduler (object or Ray actor handle), or None
+    objectives: list[str] = field(default_factory=list)
+    directions: list[str] = field(default_factory=list)
+    static_metrics: dict[str, float] = field(default_factory=dict)  # the cost, known before training
+    hardware: dict[str, Any] = field(default_factory=dict)  # hw_cost.estimate keywords, for dynamic nets
 
 
 @dataclass
@@ -41,6 +46,7 @@ class TrialResult:
     reason: str = ""
     node: str = ""
     worker_time_s: float = 0.0
+    cost: dict[str, float] = field(default_factory=dict)  # cost measured after training (dynamic nets)
 
 
 def run_trial(spec: TrialSpec) -> TrialResult:
@@ -57,9 +63,19 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
         model = supernets.build(spec.space, spec.arch, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes))
 
+        best = {"val_accuracy": float("-inf")}
+
         def reporter(epoch: int, metrics: dict[str, float]) -> bool:
-            history.append({"epoch": float(epoch), **{k: float(v) for k, v in metrics.items()}})
-            return False
+            row = {k: float(v) for k, v in metrics.items()}
+            history.append({"epoch": float(epoch), **row})
+            if spec.scheduler is None:
+                return False
+            best["val_accuracy"] = max(best["val_accuracy"], row.get("val_accuracy", float("-inf")))
+            known = {**spec.static_metrics, **row, "best_val_accuracy": best["val_accuracy"]}
+            values = [known.get(name, float("nan")) for name in spec.objectives]
+            from search.schedulers import call
+
+            return bool(call(spec.scheduler, "report", spec.number, epoch + 1, values))
 
         metrics = evaluators.evaluate(
             model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
@@ -67,11 +83,28 @@ def run_trial(spec: TrialSpec) -> TrialResult:
             reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
         )
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        cost = measured_cost(model, tuple(dm.input_shape), spec.hardware)
         bad = [k for k, v in flat.items() if v != v]
         if bad:
             return TrialResult(spec.number, "fail", flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
-        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start)
+        if metrics.get("stopped_early"):
+            reason = f"stopped by the scheduler after epoch {int(flat.get('epochs', len(history)))}"
+            return TrialResult(spec.number, "pruned", flat, history, reason, node, time.perf_counter() - start, cost)
+        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start, cost)
     except Exception as exc:  # any failure of a candidate is data, not a crash of the search
         tb = traceback.format_exc(limit=6)
         reason = f"{type(exc).__name__}: {exc}".strip()
         return TrialResult(spec.number, "fail", {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
+
+
+def measured_cost(model: Any, input_shape: tuple[int, ...], hardware: dict[str, Any]) -> dict[str, float]:
+    """The cost of a *dynamic* network on the data it was evaluated on (its measured active
+    ratios); static networks cost the same before and after training, so nothing is redone."""
+    from supernets.manidp import dynamic_convs
+
+    if not hardware or not dynamic_convs(model):
+        return {}
+    import hw_cost
+
+    report = hw_cost.estimate(model, (1, *input_shape), **hardware)
+    return {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}

@@ -17,6 +17,7 @@ WINOGRAD = "Winograd AdderNet (Li et al., ICML 2021, arXiv 2105.05530)"
 ADDER_HW = "AdderNet hardware (Wang et al., arXiv 2101.10015)"
 FDA = "FDA-BNN (Xu et al., NeurIPS 2021, arXiv 2103.00841)"
 RESNET = "ResNet (He et al., CVPR 2016, arXiv 1512.03385)"
+MANIDP = "ManiDP (Tang et al., CVPR 2021, arXiv 2103.05861)"
 
 STAGES = 3
 BASE_WIDTHS = (16, 32, 64)
@@ -46,9 +47,22 @@ def addernet_resnet_space() -> SearchSpace:
         IntRange("recipe.fda_terms", low=2, high=24, default=18, paper=FDA,
                  help="upper index n of the Fourier-series sign gradient at the end of training (starts at n/2)"),
     ]
+    on = (Condition("manidp.enabled", (True,)),)
+    dims += [
+        Categorical("manidp.enabled", (False, True), default=False, paper=MANIDP,
+                    help="instance-wise dynamic channel gates in every basic block"),
+        FloatRange("manidp.target_remain_rate", low=0.3, high=0.9, default=0.65, paper=MANIDP, conditions=on,
+                   help="fraction of channels kept on average at the end of training"),
+        FloatRange("manidp.lambda_lasso", low=1e-3, high=0.2, log=True, default=0.1, paper=MANIDP, conditions=on,
+                   help="weight of the complexity-weighted gate sparsity loss"),
+        FloatRange("manidp.lambda_graph", low=0.0, high=2.0, default=0.1, paper=MANIDP, conditions=on,
+                   help="weight of the Gram-similarity (manifold) alignment loss"),
+        Categorical("manidp.remain_schedule", ("cosine", "linear", "step"), default="cosine", paper=MANIDP, conditions=on,
+                    help="schedule of the remain rate from 1 to the target"),
+    ]
     return SearchSpace(
         name="addernet-resnet",
-        description="ResNet-20-style classifier: per-stage op (conv/adder/winograd_adder/binary), bits, width, blocks",
+        description="ResNet-20-style classifier: per-stage op (conv/adder/winograd_adder/binary), bits, width, blocks; ManiDP gates",
         dimensions=dims,
         builder="supernets.resnet:build_addernet_resnet",
         presets={

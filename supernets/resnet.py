@@ -112,4 +112,9 @@ def build_addernet_resnet(arch: Mapping[str, Any], *, input_shape: Sequence[int]
         for s in (1, 2, 3)
     ]
     recipe = {k.split(".", 1)[1]: v for k, v in arch.items() if k.startswith("recipe.")}
-    return AdderResNet(stages, input_shape, num_classes, recipe)
+    model: nn.Module = AdderResNet(stages, input_shape, num_classes, recipe)
+    if arch.get("manidp.enabled"):
+        from supernets.manidp import add_dynamic_gates, manidp_kwargs
+
+        model = add_dynamic_gates(model, **manidp_kwargs(arch))
+    return model

@@ -191,7 +191,7 @@ class ManiDPCallback(Callback):
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        if trainer.training and _last_batch_done(trainer):
+        if _fitting(trainer) and _last_batch_done(trainer):
             self._finish_epoch(trainer, pl_module)
         if self.measure_on_validation:
             _reset_activity(pl_module)
@@ -222,3 +222,8 @@ def _last_batch_done(trainer: pl.Trainer) -> bool:
     except AttributeError:
         return True
 
+
+
+def _fitting(trainer: pl.Trainer) -> bool:
+    """Inside ``trainer.fit`` (``trainer.training`` is False while fit runs its validation loop)."""
+    return getattr(trainer.state, "fn", None) == "fit"  # TrainerFn is a str enum

@@ -100,7 +100,7 @@ class VTPCallback(Callback):
             self._prune(trainer, pl_module, rebuild_optimizer=True)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.pruned and self.prune_epoch == 0 and not trainer.sanity_checking and trainer.training:
+        if not self.pruned and self.prune_epoch == 0 and not trainer.sanity_checking and _fitting(trainer):
             self._prune(trainer, pl_module, rebuild_optimizer=False)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -127,3 +127,8 @@ class VTPCallback(Callback):
                 n = steps if cfg.interval == "step" else epochs
                 for _ in range(n):
                     cfg.scheduler.step()
+
+
+def _fitting(trainer: pl.Trainer) -> bool:
+    """Inside ``trainer.fit`` (``trainer.training`` is False while fit runs its validation loop)."""
+    return getattr(trainer.state, "fn", None) == "fit"  # TrainerFn is a str enum

@@ -43,17 +43,45 @@ def crowding_distance(points_min: np.ndarray) -> np.ndarray:
     return dist
 
 
+def hypervolume_contributions(points_min: np.ndarray) -> np.ndarray:
+    """Exclusive hypervolume of each point of a mutually non-dominated set (reference: the
+    worst value per objective padded by 10% of its range, so extreme points keep some volume)."""
+    from search.pareto import hypervolume
+
+    n, m = points_min.shape
+    if n == 1:
+        return np.full(1, np.inf)
+    span = points_min.max(axis=0) - points_min.min(axis=0)
+    ref = points_min.max(axis=0) + np.where(span > 0, 0.1 * span, 1.0)
+    dirs = ["minimize"] * m
+    total = hypervolume(points_min, dirs, ref)
+    return np.array([total - hypervolume(np.delete(points_min, i, axis=0), dirs, ref) for i in range(n)])
+
+
+def selection_order(values: np.ndarray, directions: Sequence[str], tie_break: str = "crowding") -> list[int]:
+    """Indices from best to worst: non-dominated rank, then ``tie_break`` within a rank
+    (``crowding`` distance as NSGA-II, or ``hypervolume`` contribution), then index (older first)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return []
+    if tie_break not in ("crowding", "hypervolume"):
+        raise ValueError(f"tie_break must be 'crowding' or 'hypervolume', got {tie_break!r}")
+    pts = to_minimization(values, directions)
+    ranks = nondominated_ranks(pts)
+    score = np.zeros(len(values))
+    for r in np.unique(ranks):
+        idx = np.where(ranks == r)[0]
+        score[idx] = crowding_distance(pts[idx]) if tie_break == "crowding" else hypervolume_contributions(pts[idx])
+    return sorted(range(len(values)), key=lambda i: (ranks[i], -score[i], i))
+
+
 def rank_for_selection(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[str]) -> list[int]:
     """Indices of ``trials`` from best to worst (rank, then crowding distance, then trial number)."""
     if not trials:
         return []
-    pts = to_minimization(np.array([t.values for t in trials], dtype=float), directions)
-    ranks = nondominated_ranks(pts)
-    crowd = np.zeros(len(trials))
-    for r in np.unique(ranks):
-        idx = np.where(ranks == r)[0]
-        crowd[idx] = crowding_distance(pts[idx])
-    return sorted(range(len(trials)), key=lambda i: (ranks[i], -crowd[i], trials[i].number))
+    by_number = sorted(range(len(trials)), key=lambda i: trials[i].number)
+    order = selection_order(np.array([trials[i].values for i in by_number], dtype=float), directions)
+    return [by_number[i] for i in order]
 
 
 def pick_best(trials: Sequence[optuna.trial.FrozenTrial], directions: Sequence[str], primary: int | None = 0) -> optuna.trial.FrozenTrial:

@@ -358,7 +358,7 @@ def winograd_adder_conv2d(
         M = _grouped_adder_kernel(U, V, n, th, tw, float(p), grad_rule)
     else:
         M = _WinogradAdderFn.apply(U, V, float(p), grad_rule, int(chunk_elems))  # (16, co, L)
-    Y = (torch.kron(AT, AT) @ M.view(16, co * L)).view(2, 2, co, n, th, tw)
+    Y = (torch.kron(AT, AT) @ M.reshape(16, co * L)).view(2, 2, co, n, th, tw)
     y = _output_from_tiles(Y.permute(3, 2, 4, 5, 0, 1), ho, wo)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 

@@ -269,15 +269,15 @@ def test_alr_filter_granularity():
     torch.testing.assert_close(norms, torch.full((6,), 0.2 * math.sqrt(36)), rtol=1e-5, atol=0)
 
 
-def test_apply_alr_over_a_model_and_optimizer_step_order():
-    model = nn.Sequential(nn.Conv2d(4, 4, 1), _module("accumulated"), nn.BatchNorm2d(6), _module("accumulated"))
-    model[3] = AdderConv2d(6, 6, 3, padding=1)
-    conv_before = None
+def test_apply_alr_over_a_model_leaves_other_layers_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 1), AdderConv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6),
+                          AdderConv2d(6, 6, 3, padding=1, alr="per_backward"), AdderConv2d(6, 6, 1))
     model(_two_batches()[0]).mean().backward()
     conv_before = model[0].weight.grad.clone()
-    assert apply_alr(model) == 2
+    assert apply_alr(model) == 2  # the per-backward layer was already rescaled in backward
     torch.testing.assert_close(model[0].weight.grad, conv_before)  # mult conv untouched
-    for i, k in ((1, 6 * 4 * 9), (3, 6 * 6 * 9)):
+    for i, k in ((1, 6 * 4 * 9), (3, 6 * 6 * 9), (4, 6 * 6)):
         assert model[i].weight.grad.norm().item() == pytest.approx(0.2 * math.sqrt(k), rel=1e-5)
 
 
@@ -392,3 +392,27 @@ def test_memory_stays_bounded(impl):
         assert peak_cpu_bytes(naive) > 20 * io_bytes  # the probe does see a naive blow-up
     finally:
         set_chunk_elements(1 << 22)
+
+
+# ------------------------------------------------------------------------------ build / loader
+def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("ABACUS_EXT_DIR", str(tmp_path))
+    monkeypatch.setattr(_adder_native, "_compiler", lambda: "/bin/false")
+    for name, value in (("_lib", None), ("_load_error", None), ("_warned", False)):
+        monkeypatch.setattr(_adder_native, name, value)
+    with pytest.raises(RuntimeError, match="could not build"):
+        _adder_native.build()
+    with pytest.warns(RuntimeWarning, match="pure-torch path"):
+        assert _adder_native.get_lib() is None
+    assert _adder_native.get_lib() is None  # no second warning, no rebuild attempt
+    x, w = torch.randn(1, 4, 5, 5), torch.randn(4, 4, 3, 3)
+    _close(adder_conv2d(x, w, None, 1, 1), ref_forward(x.double(), w.double(), None, 1, 1, 1, 1), 2e-6)
+
+
+@needs_native
+def test_build_is_cached_per_source_and_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABACUS_EXT_DIR", str(tmp_path))
+    path = _adder_native.build()
+    assert path.parent == tmp_path and path.exists()
+    mtime = path.stat().st_mtime_ns
+    assert _adder_native.build() == path and path.stat().st_mtime_ns == mtime  # cached, not rebuilt

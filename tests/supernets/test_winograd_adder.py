@@ -383,3 +383,17 @@ def test_grouped_adder_impl_matches_own_kernel(p, rule):
         outs.append((y.detach(), xx.grad, ww.grad))
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_adder_handles_batch_of_many_tiles_in_a_network_block():
+    """Regression: the kernel-delegated path returned a non-contiguous tensor when a map is one
+    tile (2x2, the last stage of a digits ResNet) and the batch > 1, which ``.view`` rejected."""
+    import torch
+
+    from supernets.ops import WinogradAdderConv2d
+
+    layer = WinogradAdderConv2d(12, 12, 3, padding=1)
+    x = torch.randn(8, 12, 2, 2, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    assert y.shape == (8, 12, 2, 2) and x.grad is not None and torch.isfinite(x.grad).all()

@@ -72,6 +72,18 @@ static inline vf vmin(vf a, vf b) {
 #define PANEL_BYTES (192 * 1024)  // target size of one thread's X block (fits L2)
 #endif
 
+// clamp(d, -1, 1).  AVX-512DQ VRANGEPS (imm 2: smaller magnitude, sign of d) does it in one
+// instruction; on Zen 4 min/max share the two FP-add pipes with the subtraction, so this
+// measured ~1.5x faster for the input-gradient kernel.  Same result bit for bit.
+static inline vf vclamp1(vf d, vf one, vf mone) {
+#if defined(__AVX512DQ__) && VL == 16
+  (void)mone;
+  return (vf)_mm512_range_ps((__m512)d, (__m512)one, 0x02);
+#else
+  return vmin(vmax(d, mone), one);
+#endif
+}
+
 namespace {
 
 // |a|^p for a >= 0 and 1 <= p <= 2 (fractional lp-norm).  exp2(p * log2(a)) with a
@@ -243,7 +255,7 @@ inline void bwd_micro(const float* __restrict wq, const float* __restrict xp,
       const float wr = wt[r];
       for (int v = 0; v < FWD_NV; ++v) {
         vf d = wr - xv[r][v];
-        d = vmin(vmax(d, mone), one);
+        d = vclamp1(d, one, mone);
         acc[r][v] += d * gv[v];
       }
     }
@@ -530,8 +542,7 @@ inline void bwd_cv_micro(const float* __restrict wq, const float* __restrict xt,
     for (int m = 0; m < MR; ++m) {
       const float gs = gq[m];
       for (int v = 0; v < NV; ++v) {
-        const vf d = vmin(vmax(wv[v] - xv[m][v], mone), one);
-        acc[m][v] += d * gs;
+        acc[m][v] += vclamp1(wv[v] - xv[m][v], one, mone) * gs;
       }
     }
   }
@@ -648,10 +659,10 @@ void bwd_cv_impl(const Geom& g, const float* x, const float* w, const float* gy,
 }
 
 #ifndef CV_MR1
-#define CV_MR1 16   // pixels per tile when one channel vector covers the channels
+#define CV_MR1 16   // forward: pixels per tile for wide rows
 #endif
 #ifndef CV_MR2
-#define CV_MR2 8    // pixels per tile with two channel vectors
+#define CV_MR2 8    // forward: pixels per tile for short rows
 #endif
 #ifndef BCV_MR1
 #define BCV_MR1 8
@@ -673,12 +684,16 @@ void fwd_cv_dispatch(const Geom& g, const float* x, const float* w, const float*
   else fwd_cv_impl<MODE, MR, NV, 0>(g, x, w, b, y, work, nt, pexp);
 }
 
+// One channel vector per tile measured faster than two on Zen 4 (fewer live accumulators per
+// broadcast); 16 pixels per tile unless rows are short (8x8 maps), where 8 avoids idle lanes.
+inline bool fwd_cv_wide(const Geom& g) { return g.Wo % 16 == 0 || g.Wo >= 24; }
+
 template <int MODE>
 void forward_any(const Geom& g, const float* x, const float* w, const float* b, float* y,
                  float* work, int nt, float pexp, int path) {
   if (path == 2) {
-    if (use_two_vectors(g.Cog())) fwd_cv_dispatch<MODE, CV_MR2, 2>(g, x, w, b, y, work, nt, pexp);
-    else fwd_cv_dispatch<MODE, CV_MR1, 1>(g, x, w, b, y, work, nt, pexp);
+    if (fwd_cv_wide(g)) fwd_cv_dispatch<MODE, CV_MR1, 1>(g, x, w, b, y, work, nt, pexp);
+    else fwd_cv_dispatch<MODE, CV_MR2, 1>(g, x, w, b, y, work, nt, pexp);
   } else {
     forward_impl<MODE>(g, x, w, b, y, work, nt, pexp);
   }
@@ -704,8 +719,8 @@ static int bwd_path(const Geom& g, int path) {
 int64_t adder_forward_workspace(const int64_t* geom, int nthreads, int path) {
   const Geom g = read_geom(geom);
   if (fwd_path(g, path) == 2)
-    return use_two_vectors(g.Cog()) ? fwd_cv_workspace<CV_MR2, 2>(g, nthreads)
-                                    : fwd_cv_workspace<CV_MR1, 1>(g, nthreads);
+    return fwd_cv_wide(g) ? fwd_cv_workspace<CV_MR1, 1>(g, nthreads)
+                          : fwd_cv_workspace<CV_MR2, 1>(g, nthreads);
   return fwd_wpack_floats(g) + 64 + nthreads * round_up(fwd_thread_floats(g), 16) + 64;
 }
 
