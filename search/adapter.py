@@ -33,12 +33,17 @@ def suggest_arch(trial: optuna.trial.BaseTrial, space: SearchSpace, fixed: Mappi
     return space.validate(arch)
 
 
+def reachable(dim, fixed: Mapping[str, Any]) -> bool:
+    """False when a condition names a fixed dimension whose fixed value switches ``dim`` off."""
+    return all(c.label not in fixed or fixed[c.label] in c.values for c in dim.conditions)
+
+
 def search_space_grid(space: SearchSpace, fixed: Mapping[str, Any] | None = None) -> dict[str, list]:
     """Finite grids for ``GridSampler``: categorical choices and integer steps (floats not allowed)."""
     fixed = dict(fixed or {})
     grid: dict[str, list] = {}
     for dim in space.dimensions:
-        if dim.label in fixed:
+        if dim.label in fixed or not reachable(dim, fixed):
             continue
         if isinstance(dim, Categorical):
             grid[dim.label] = list(dim.choices)

@@ -28,8 +28,9 @@ def _user_errors():
     from spaces import InvalidArchitectureError, UnknownNameError
 
     from search.errors import ConfigError
+    from search.runs import RunLookupError
 
-    return (ConfigError, InvalidArchitectureError, UnknownNameError)
+    return (ConfigError, InvalidArchitectureError, UnknownNameError, RunLookupError)
 
 
 @app.command()
@@ -58,6 +59,31 @@ def search(
     engine.print_front(summary)
     if summary["complete"] == 0:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="the run directory of an interrupted search (holds config.yaml, run.json, study.journal)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="ray or local"),
+    address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+) -> None:
+    """Continue an interrupted search: finished trials are kept, trials in flight run again once."""
+    from search.config import load_config
+    from search.engine import RUN_FILE
+
+    needed = [n for n in ("config.yaml", RUN_FILE, "study.journal") if not (run_dir / n).is_file()]
+    if needed:
+        _fail(f"RUN_DIR: expected a run directory holding {', '.join(needed)}, found {str(run_dir)!r} without them")
+    try:
+        cfg = load_config(run_dir / "config.yaml", [], out=str(run_dir), executor=executor, address=address)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    from search.engine import SearchEngine
+
+    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
+    summary = engine.run(resume=True)
+    engine.print_front(summary)
 
 
 @app.command()
@@ -156,6 +182,15 @@ def _parse_arch(space, text: str) -> dict:
     except json.JSONDecodeError as exc:
         raise ValueError(f"--arch: expected JSON, 'default', a preset ({', '.join(space.presets) or 'none'}) or a .json file, found {text[:80]!r} ({exc.msg})") from None
     return space.validate(space.complete(arch) if isinstance(arch, dict) else arch)
+
+
+from search.compare import compare_command  # noqa: E402
+from search.export import export_command  # noqa: E402
+from search.ui import ui_command  # noqa: E402
+
+app.command("compare")(compare_command)
+app.command("export")(export_command)
+app.command("ui")(ui_command)
 
 
 def main() -> None:

@@ -100,6 +100,7 @@ class ExperimentConfig(_Strict):
     resources: Resources = Field(default_factory=Resources)
     mlflow: Tracking = Field(default_factory=Tracking)
     out: str | None = None
+    save_weights: bool = True  # each trained candidate's weights become MLflow artifacts (abacus export)
 
     @field_validator("name")
     @classmethod
@@ -162,6 +163,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **cli: Any) 
 
 _LABEL_KEYED = ("fixed",)
 FINITE_STRATEGIES = ("grid", "bruteforce")
+MAX_GRID = 100_000
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
@@ -216,9 +218,19 @@ def check_names(cfg: ExperimentConfig) -> None:
     if cfg.strategy.name in FINITE_STRATEGIES:
         from spaces import FloatRange
 
-        floats = [d.label for d in space.dimensions if isinstance(d, FloatRange) and d.label not in cfg.fixed]
+        from search.adapter import reachable
+
+        floats = [d.label for d in space.dimensions if isinstance(d, FloatRange) and d.label not in cfg.fixed and reachable(d, cfg.fixed)]
         if floats:
             raise ConfigError("fixed", f"values for the float dimensions, which strategy {cfg.strategy.name!r} cannot enumerate", ", ".join(floats))
+        if cfg.strategy.name == "grid":
+            import math
+
+            from search.adapter import search_space_grid
+
+            size = math.prod(len(v) for v in search_space_grid(space, cfg.fixed).values())
+            if size > MAX_GRID:
+                raise ConfigError("fixed", f"enough fixed dimensions for a grid of at most {MAX_GRID:,} points (Optuna's GridSampler lists them all)", f"{size:,} points")
     import evaluators
 
     if cfg.evaluator.data not in evaluators.list_datasets():

@@ -7,6 +7,7 @@ driver) -> constraints (violators are never trained) -> executor runs build+trai
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -22,6 +23,8 @@ from search.pareto import default_reference_point, hypervolume, non_dominated_ma
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
+
+RUN_FILE = "run.json"  # parent run id and tracking store of a run directory (what resume needs)
 
 
 @dataclass
@@ -88,9 +91,11 @@ class SearchEngine:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.records: dict[int, TrialRecord] = {}
+        self._front_tags: dict[int, str] = {}
+        self.scheduler = None
 
     # -- set-up ----------------------------------------------------------------------------
-    def _setup(self) -> None:
+    def _setup(self, resume: bool) -> None:
         import evaluators
         from spaces import get_space
 
@@ -103,15 +108,61 @@ class SearchEngine:
         self.num_classes = int(dm.num_classes)
         self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes)
         self.out = cfg.out_dir
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(dump_config(cfg))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if resume:
+            run = json.loads((self.out / RUN_FILE).read_text())
+            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
+            self.parent_id = run["parent_run_id"]
+            self.tracker.attach_parent(self.parent_id)
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(cfg))
+            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
+            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
+            self.tracker.log_artifact(self.out / "config.yaml")
+            write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
+                                                    "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(self.out / "study.journal")))
         self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
-                                         storage=storage, load_if_exists=True)
-        self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
-        self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
-        self.tracker.log_artifact(self.out / "config.yaml")
+                                         storage=storage, load_if_exists=resume)
+        if resume:
+            self._recover()
+
+    def _recover(self) -> None:
+        """Rebuild the records from the journal after a crash.
+
+        Finished trials are taken as they are (never re-run). A trial that had its result but
+        crashed before ``tell`` is finished now (its MLflow child run is logged if missing). A
+        trial that was still training is marked interrupted and re-queued once with the same
+        architecture; a re-queued trial interrupted again is recorded as failed.
+        """
+        for ft in self.study.get_trials(deepcopy=False):
+            attrs = ft.user_attrs
+            if attrs.get("interrupted"):
+                continue
+            if ft.state == optuna.trial.TrialState.WAITING:
+                continue
+            trial = optuna.trial.Trial(self.study, ft._trial_id)
+            if ft.state == optuna.trial.TrialState.RUNNING:
+                if "outcome" in attrs:
+                    self._commit(trial, attrs["outcome"])
+                elif "requeued_from" in attrs:
+                    o = self._outcome(attrs.get("arch", {}), attrs.get("arch_id", ""), {}, TrialResult(ft.number, "fail", reason="interrupted twice (driver stopped while it ran, also after a re-queue)"))
+                    trial.set_user_attr("outcome", o)
+                    self._commit(trial, o)
+                else:
+                    trial.set_user_attr("interrupted", True)
+                    self.study.tell(ft.number, state=optuna.trial.TrialState.FAIL)
+                    self.study.enqueue_trial(ft.params, user_attrs={"requeued_from": ft.number})
+                continue
+            o = attrs.get("outcome")
+            if o is not None:
+                self.records[ft.number] = TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], attrs.get("run_id", ""))
+
+    def _counted(self) -> int:
+        """Trials that count against the budget: every asked trial except interrupted ones."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if t.state != optuna.trial.TrialState.WAITING and not t.user_attrs.get("interrupted"))
 
     def _spec(self, number: int, arch: dict[str, Any], cost: dict[str, float]) -> TrialSpec:
         ev = self.cfg.evaluator
@@ -121,7 +172,7 @@ class SearchEngine:
                          threads=max(1, int(self.cfg.resources.cpus_per_trial)),
                          accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
                          scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
-                         static_metrics=cost, hardware=self.cost_model.hardware_kwargs())
+                         static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights)
 
     def _make_scheduler(self):
         """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
@@ -136,18 +187,18 @@ class SearchEngine:
         return ray.remote(num_cpus=0)(SchedulerBox).remote(self.cfg)
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> dict[str, Any]:
         from search.adapter import suggest_arch
         from search.executors import make_executor
 
         started = time.perf_counter()
-        self._setup()
+        self._setup(resume)
         cfg = self.cfg
         executor = make_executor(cfg)
         self.scheduler = self._make_scheduler()
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
-        asked = 0
-        progress, task = self._progress()
+        asked = self._counted()
+        progress, task = self._progress(done=len(self.records))
         status = "FAILED"
         try:
             while asked < cfg.budget.trials or executor.in_flight:
@@ -156,6 +207,8 @@ class SearchEngine:
                     asked += 1
                     arch = suggest_arch(trial, self.space, cfg.fixed)
                     aid = self.space.arch_id(arch)
+                    trial.set_user_attr("arch", arch)
+                    trial.set_user_attr("arch_id", aid)
                     try:
                         cost, violations = self.cost_model(arch)
                     except Exception as exc:  # a cost-model failure is this candidate's failure
@@ -182,11 +235,12 @@ class SearchEngine:
             self.tracker.finish_parent(status)
         return summary
 
-    def _finish(self, trial: optuna.trial.Trial, arch: dict, aid: str, cost: dict, result: TrialResult) -> None:
+    def _outcome(self, arch: dict, aid: str, cost: dict, result: TrialResult) -> dict[str, Any]:
+        """Everything about a finished trial, as JSON, kept in the journal before anything else
+        is written: a crash after this point is finished from it on resume."""
         cfg = self.cfg
         metrics = {**result.metrics, **cost, **result.cost}
-        state = result.state
-        reason = result.reason
+        state, reason = result.state, result.reason
         values: dict[str, float] = {}
         if state == "complete":
             missing = [n for n in cfg.objective_names if n not in metrics]
@@ -196,39 +250,81 @@ class SearchEngine:
                 values = {n: float(metrics[n]) for n in cfg.objective_names}
                 if any(v != v for v in values.values()):
                     state, reason = "fail", "NaN objective value"
-        trial.set_user_attr("arch_id", aid)
-        extra_tags = {"cost_source": "measured" if result.cost else "static"}
+        tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static"}
+        if state == "pruned":
+            tags["pruned_at_epoch"] = str(int(result.metrics.get("epochs", len(result.history))))
+        if metrics:
+            metrics["worker_time_s"] = result.worker_time_s
+        return {"arch": arch, "arch_id": aid, "state": state, "values": values, "reason": reason[:2000],
+                "metrics": {k: v for k, v in metrics.items() if v == v}, "history": result.history, "tags": tags,
+                "number": result.number}
+
+    def _finish(self, trial: optuna.trial.Trial, arch: dict, aid: str, cost: dict, result: TrialResult) -> None:
+        outcome = self._outcome(arch, aid, cost, result)
+        if result.artifacts:
+            from search.export import unpack_trial_artifacts
+
+            unpack_trial_artifacts(result.artifacts, self.out / "trials" / str(trial.number))
+        trial.set_user_attr("outcome", outcome)
+        self._commit(trial, outcome)
+        if outcome["state"] == "fail" and outcome["reason"]:
+            self.console.print(f"[yellow]trial {trial.number} failed:[/] {outcome['reason'].splitlines()[0][:200]}")
+
+    def _commit(self, trial: optuna.trial.Trial, o: dict[str, Any]) -> None:
+        """MLflow child run (unless one was logged before a crash), then ``tell``, then the record."""
+        cfg = self.cfg
+        rid = trial.user_attrs.get("run_id") if hasattr(trial, "user_attrs") else None
+        if not rid:
+            rid = self.tracker.log_trial(trial.number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
+            trial_dir = self.out / "trials" / str(trial.number)
+            if trial_dir.is_dir():  # weights + arch.json, unpacked from the worker's result by _finish
+                self.tracker.client.log_artifacts(rid, str(trial_dir))
+            trial.set_user_attr("run_id", rid)
+        state = o["state"]
         if state == "complete":
-            self.study.tell(trial, [values[n] for n in cfg.objective_names])
+            self.study.tell(trial, [o["values"][n] for n in cfg.objective_names])
             if self.scheduler is not None:
                 from search.schedulers import call
 
-                call(self.scheduler, "finish", trial.number, values[cfg.objective_names[0]])
+                call(self.scheduler, "finish", trial.number, o["values"][cfg.objective_names[0]])
         elif state == "pruned":
-            reached = int(result.metrics.get("epochs", len(result.history)))
-            trial.set_user_attr("pruned_at_epoch", reached)
-            trial.set_user_attr("reason", reason[:1000])
-            extra_tags["pruned_at_epoch"] = str(reached)
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
-            trial.set_user_attr("reason", reason[:1000])
-            trial.set_user_attr("infeasible", state == "infeasible")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        rid = self.tracker.log_trial(trial.number, arch, {"arch_id": aid, "node": result.node or "", **extra_tags},
-                                     {**metrics, "worker_time_s": result.worker_time_s} if metrics else {}, result.history, state, reason)
-        self.records[trial.number] = TrialRecord(trial.number, arch, aid, state, values, metrics, reason, rid)
-        if state in ("fail",) and reason:
-            self.console.print(f"[yellow]trial {trial.number} failed:[/] {reason.splitlines()[0][:200]}")
+        self.records[trial.number] = TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid)
+        if state == "complete":
+            self._update_front_tags()
+            ref = self._fixed_reference()
+            if ref is not None:  # live curve when the reference point is known up front
+                _, values, _ = self._front()
+                self.tracker.log_parent_metrics({"hypervolume": hypervolume(values, cfg.directions, ref)}, step=trial.number)
+
+    def _fixed_reference(self) -> np.ndarray | None:
+        """The configured reference point, when it covers every objective."""
+        rp = self.cfg.reference_point
+        if all(n in rp for n in self.cfg.objective_names):
+            return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
+        return None
+
+    def _update_front_tags(self) -> None:
+        """Keep each complete child run's ``pareto`` tag right as the front changes."""
+        front, _, complete = self._front()
+        on = {r.number for r in front}
+        for r in complete:
+            want = "true" if r.number in on else "false"
+            if self._front_tags.get(r.number) != want:
+                self.tracker.set_tag(r.run_id, "pareto", want)
+                self._front_tags[r.number] = want
 
     # -- progress --------------------------------------------------------------------------
-    def _progress(self):
+    def _progress(self, done: int = 0):
         if not self.show_progress:
             return None, None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console, transient=False)
-        task = progress.add_task(self.cfg.name, total=self.cfg.budget.trials, detail="")
+        task = progress.add_task(self.cfg.name, total=self.cfg.budget.trials, completed=done, detail="")
         progress.start()
         return progress, task
 
@@ -265,12 +361,11 @@ class SearchEngine:
                 if n in cfg.reference_point:
                     ref[i] = cfg.reference_point[n]
             hv = hypervolume(values, dirs, ref)
-            # The hypervolume as it grew, on the final reference point (step = trial number).
-            for k, rec in enumerate(complete):
-                self.tracker.log_parent_metrics({"hypervolume": hypervolume(values[: k + 1], dirs, ref)}, step=rec.number)
-            front_ids = {r.number for r in front}
-            for r in complete:
-                self.tracker.set_tag(r.run_id, "pareto", "true" if r.number in front_ids else "false")
+            if self._fixed_reference() is None:
+                # The hypervolume as it grew, on the final reference point (step = trial number).
+                for k, rec in enumerate(complete):
+                    self.tracker.log_parent_metrics({"hypervolume": hypervolume(values[: k + 1], dirs, ref)}, step=rec.number)
+            self._update_front_tags()
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         counts = self._counts()
@@ -292,8 +387,13 @@ class SearchEngine:
         if complete:
             write_pareto_csv(self.out / "pareto.csv", front_rows, names)
             plot_pareto_png(self.out / "pareto.png", values, non_dominated_mask(values, dirs), names, dirs, f"{cfg.name}: {len(front)} on the front of {len(complete)}")
-            self.tracker.log_artifact(self.out / "pareto.csv")
-            self.tracker.log_artifact(self.out / "pareto.png")
+            from search.html_report import hover_text, write_pareto_html
+
+            write_pareto_html(self.out / "pareto.html", values, non_dominated_mask(values, dirs), names, dirs,
+                              [hover_text(r.number, r.arch_id, r.arch, r.values) for r in complete],
+                              f"{cfg.name}: {len(front)} on the front of {len(complete)}")
+            for name in ("pareto.csv", "pareto.png", "pareto.html"):
+                self.tracker.log_artifact(self.out / name)
             self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")

@@ -65,11 +65,22 @@ def _gp(cfg, space, options, seed):
     return optuna.samplers.GPSampler(seed=seed, **options)
 
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for a driver-owned ask/tell loop.
+
+    Optuna's GridSampler calls ``study.stop()`` once every grid point was tried, which is only
+    allowed inside ``study.optimize``; here the budget ends the search instead (set
+    ``budget.trials`` to the grid size, which the config check reports)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
 @register_strategy("grid")
 def _grid(cfg, space, options, seed):
     from search.adapter import search_space_grid
 
-    return optuna.samplers.GridSampler(search_space_grid(space, cfg.fixed), seed=seed, **options)
+    return AskTellGridSampler(search_space_grid(space, cfg.fixed), seed=seed, **options)
 
 
 @register_strategy("bruteforce")

@@ -35,6 +35,7 @@ class TrialSpec:
     directions: list[str] = field(default_factory=list)
     static_metrics: dict[str, float] = field(default_factory=dict)  # the cost, known before training
     hardware: dict[str, Any] = field(default_factory=dict)  # hw_cost.estimate keywords, for dynamic nets
+    save_artifacts: bool = False  # return arch.json + weights so the driver can log them (for export)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrialResult:
     node: str = ""
     worker_time_s: float = 0.0
     cost: dict[str, float] = field(default_factory=dict)  # cost measured after training (dynamic nets)
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes (workers may be remote)
 
 
 def run_trial(spec: TrialSpec) -> TrialResult:
@@ -84,13 +86,18 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         )
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         cost = measured_cost(model, tuple(dm.input_shape), spec.hardware)
+        artifacts: dict[str, bytes] = {}
+        if spec.save_artifacts:
+            from search.export import pack_trial_artifacts
+
+            artifacts = pack_trial_artifacts(model, spec.arch, spec.space, {"input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)})
         bad = [k for k, v in flat.items() if v != v]
         if bad:
             return TrialResult(spec.number, "fail", flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
         if metrics.get("stopped_early"):
             reason = f"stopped by the scheduler after epoch {int(flat.get('epochs', len(history)))}"
-            return TrialResult(spec.number, "pruned", flat, history, reason, node, time.perf_counter() - start, cost)
-        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start, cost)
+            return TrialResult(spec.number, "pruned", flat, history, reason, node, time.perf_counter() - start, cost, artifacts)
+        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start, cost, artifacts)
     except Exception as exc:  # any failure of a candidate is data, not a crash of the search
         tb = traceback.format_exc(limit=6)
         reason = f"{type(exc).__name__}: {exc}".strip()

@@ -114,7 +114,7 @@ def read_arch(directory: str | Path) -> dict[str, Any]:
     return record
 
 
-def _space_of(record: Mapping[str, Any]) -> SearchSpace:
+def exported_space(record: Mapping[str, Any]) -> SearchSpace:
     """The registered space of that name; else the definition saved with the export."""
     try:
         return get_space(record["space"])
@@ -150,8 +150,10 @@ def load_exported(directory: str | Path, *, prefer: str = "safetensors", strict:
 
     directory = Path(directory)
     record = read_arch(directory)
+    if not (directory / SAFETENSORS_FILE).is_file() and not (directory / TORCH_FILE).is_file():
+        raise FileNotFoundError(f"export directory {str(directory)!r}: expected {SAFETENSORS_FILE} or {TORCH_FILE}, found neither")
     task = {k: tuple(v) if isinstance(v, list) else v for k, v in record["task"].items()}
-    model = build(_space_of(record), record["arch"], **task)
+    model = build(exported_space(record), record["arch"], **task)
     state = _read_state(directory, prefer)
     model.load_state_dict(state, strict=strict)
     return model.eval()

@@ -47,7 +47,7 @@ def make_op(op: str, in_ch: int, out_ch: int, kernel: int, stride: int, *, bits:
         return get_op("winograd_adder")(in_ch, out_ch, kernel, padding=padding, p_start=2.0 if lp else 1.0, p_end=1.0, eta=eta)
     if op in ("adder", "winograd_adder"):
         if bits >= 32 or op == "winograd_adder":
-            return get_op("adder")(in_ch, out_ch, kernel, stride=stride, padding=padding, eta=eta, p=2.0 if lp else 1.0)
+            return get_op("adder")(in_ch, out_ch, kernel, stride=stride, padding=padding, eta=eta, p_schedule=(2.0, 1.0) if lp else None)
         return get_op("quant_adder")(in_ch, out_ch, kernel, stride=stride, padding=padding, bits=bits, eta=eta)
     if op == "binary":
         if kernel == 1:

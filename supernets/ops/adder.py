@@ -22,12 +22,11 @@ Implementations (all exact up to float32 summation order):
 
 * CPU float32: the C++/OpenMP kernel of ``csrc/adder_kernel.cpp`` (see ``_adder_native``),
   whose extra memory is O(threads * channels * rows * width).  p = 1 and p = 2 are plain
-  float32 arithmetic; fractional p uses a vectorised exp2/log2 (relative error ~1e-6 per term);
+  float32 arithmetic; fractional p uses a vectorised exp2/log2 (relative error <= 4e-6 per term);
 * anything else (CUDA, float64, kernel unavailable, ``lp_grad="exact"`` gradients): a chunked
-  pure-torch path
-  that unfolds a few images at a time and broadcasts over bounded column chunks, so neither
-  the ``Cout x Cin*k*k x N*Ho*Wo`` tensor nor, for large layers, the whole im2col matrix
-  is formed.
+  pure-torch path that unfolds a few images at a time and broadcasts over bounded column
+  chunks (CUDA forward at p = 1: ``torch.cdist``), so neither the ``Cout x Cin*k*k x N*Ho*Wo``
+  tensor nor, for large layers, the whole im2col matrix is formed.
 """
 
 from __future__ import annotations
@@ -421,7 +420,8 @@ class AdderConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], stride: int | Sequence[int] = 1,
                  padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
                  bias: bool = False, eta: float = 0.2, alr: AlrMode = "accumulated", p: float = 1.0,
-                 lp_grad: LpGrad = "adder", alr_granularity: str = "layer") -> None:
+                 lp_grad: LpGrad = "adder", alr_granularity: str = "layer",
+                 p_schedule: tuple[float, float] | None = None) -> None:
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if not isinstance(v, int) or v < 1:
@@ -442,6 +442,11 @@ class AdderConv2d(nn.Module):
         self.eta, self.alr, self.alr_granularity, self.lp_grad = float(eta), alr, alr_granularity, lp_grad
         self.p = float(p)
         self.active_out_channels: int | None = None
+        # (p_start, p_end): the extended paper's l2-to-l1 training; ``set_progress`` (called by the
+        # evaluator's ProgressScheduleCallback) moves p linearly from p_start to p_end.
+        self.p_schedule = None if p_schedule is None else (float(p_schedule[0]), float(p_schedule[1]))
+        if self.p_schedule is not None:
+            self.p = self.p_schedule[0]
         # official init: N(0, 1) weights; bias U[0, 1) when enabled
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.rand(out_channels)) if bias else None
@@ -531,6 +536,11 @@ class AdderConv2d(nn.Module):
             "kernel": kk,
             "out_pixels": N * Ho * Wo,
         }
+
+    def set_progress(self, progress: float) -> None:
+        """Follow the lp schedule (no-op without ``p_schedule``): p = start + (end - start) * progress."""
+        if self.p_schedule is not None:
+            self.p = linear_p_schedule(progress, *self.p_schedule)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -64,7 +64,11 @@ def test_tiny_search_on_ray_records_everything_in_mlflow(tmp_path, monkeypatch, 
     from mlflow.tracking import MlflowClient
 
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(summary["parent_run_id"])}
-    assert {"pareto.csv", "pareto.png", "summary.json", "config.yaml"} <= artifacts
+    assert {"pareto.csv", "pareto.png", "pareto.html", "summary.json", "config.yaml"} <= artifacts
+    done = [r for r in children if r.data.tags["state"] == "complete"]
+    for r in done:  # every trained candidate keeps its weights for `abacus export`
+        names = {a.path for a in MlflowClient(uri).list_artifacts(r.info.run_id)}
+        assert {"arch.json", "weights.safetensors", "weights.pt"} <= names, names
     # one child run's per-epoch validation curve
     some = next(r for r in children if r.data.tags["state"] == "complete")
     hist = MlflowClient(uri).get_metric_history(some.info.run_id, "val_accuracy")

@@ -29,10 +29,14 @@ def run(sampler, space, n, directions=("maximize", "minimize")):
     return study, archs
 
 
+SMALL_FIXED = ("{recipe.adder_eta: 0.2, manidp.enabled: false, recipe.lp_schedule: false, recipe.fda_terms: 18, "
+               "stage1.width: 1.0, stage2.width: 1.0, stage3.width: 1.0, stage1.bits: 32, stage2.bits: 32, stage3.bits: 32}")
+
+
 @pytest.mark.parametrize("name", [n for n in STRATEGIES.names() if n != "staged"])
 def test_every_strategy_runs_on_a_real_space(name, tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text(f"name: s\nspace: addernet-resnet\nstrategy: {{name: {name}}}\nbudget: {{trials: 12}}\nfixed: {{recipe.adder_eta: 0.2}}\n")
+    p.write_text(f"name: s\nspace: addernet-resnet\nstrategy: {{name: {name}}}\nbudget: {{trials: 12}}\nfixed: {SMALL_FIXED}\n")
     cfg = load_config(p)
     space = get_space("addernet-resnet")
     sampler = make_sampler(cfg, space)
@@ -47,7 +51,9 @@ def test_every_strategy_runs_on_a_real_space(name, tmp_path):
 
 def test_grid_covers_a_finite_space_exactly_once():
     space = SearchSpace("g", [Categorical("a", (0, 1)), IntRange("c", low=0, high=2)])
-    sampler = optuna.samplers.GridSampler({"a": [0, 1], "c": [0, 1, 2]}, seed=0)
+    from search.strategies import AskTellGridSampler
+
+    sampler = AskTellGridSampler({"a": [0, 1], "c": [0, 1, 2]}, seed=0)
     study = optuna.create_study(directions=["maximize"], sampler=sampler)
     seen = set()
     for _ in range(6):
@@ -98,6 +104,15 @@ def test_staged_searches_groups_in_order_and_fixes_earlier_groups_to_the_best():
     best_a = max(a["a"] for a in archs[:6])
     assert all(a["a"] == best_a for a in archs[6:])
     assert len({(a["b"], a["c"]) for a in archs[6:]}) > 1
+
+
+def test_grid_refuses_a_space_too_large_to_list(tmp_path):
+    from search.errors import ConfigError
+
+    p = tmp_path / "c.yaml"
+    p.write_text("name: s\nspace: addernet-resnet\nstrategy: {name: grid}\nfixed: {recipe.adder_eta: 0.2, manidp.enabled: false}\n")
+    with pytest.raises(ConfigError, match="grid of at most"):
+        load_config(p)
 
 
 def test_finite_strategies_refuse_unfixed_float_dimensions(tmp_path):
