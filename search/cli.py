@@ -121,46 +121,77 @@ def spaces(name: Optional[str] = typer.Argument(None, help="a space to describe"
 
 @app.command()
 def cost(
-    space: str = typer.Option(..., "--space", help="space name"),
-    arch: str = typer.Option("default", "--arch", help="architecture as JSON, a JSON file, 'default' or a preset name"),
-    device: str = typer.Option("zcu104", "--device", help="device name or YAML path"),
+    space: Optional[str] = typer.Option(None, "--space", help="space name (with --arch)"),
+    arch: str = typer.Option("default", "--arch", help="architecture as JSON, a .json file, 'default' or a preset name; missing dimensions take defaults"),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="an exported model directory (abacus export) instead of --space/--arch"),
+    device: str = typer.Option("zcu104", "--device", help="device name (hw_cost.list_devices()) or YAML path"),
     style: str = typer.Option("overlay", "--style", help="overlay or dataflow"),
-    input_shape: str = typer.Option("1,8,8", "--input-shape", help="C,H,W of one input"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W of one input (default 1,8,8, or the exported model's)"),
     num_classes: int = typer.Option(10, "--num-classes"),
     mult_impl: str = typer.Option("auto", "--mult-impl", help="auto, dsp or lut"),
+    pe_array: Optional[str] = typer.Option(None, "--pe-array", help="fixed PE array P_in,P_out (default: sized to the device)"),
+    bits: Optional[int] = typer.Option(None, "--bits", help="default bits for layers that do not state theirs"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
-    """Cost one architecture of a space on an FPGA: per-layer table and totals."""
+    """Cost one architecture (or an exported model) on an FPGA: per-layer table and totals."""
     import hw_cost
     import spaces as sp
 
     try:
-        s = sp.get_space(space)
-        a = _parse_arch(s, arch)
-        shape = tuple(int(x) for x in input_shape.split(","))
-        if len(shape) != 3:
+        shape = tuple(int(x) for x in input_shape.split(",")) if input_shape else None
+        if shape is not None and len(shape) != 3:
             raise ValueError
-    except ValueError as exc:
-        if isinstance(exc, _user_errors()):
-            _fail(str(exc))
+    except ValueError:
         _fail(f"--input-shape: expected C,H,W, found {input_shape!r}")
-    except _user_errors() as exc:
-        _fail(str(exc))
+    try:
+        pe = tuple(int(x) for x in pe_array.split(",")) if pe_array else None
+        if pe is not None and len(pe) != 2:
+            raise ValueError
+    except ValueError:
+        _fail(f"--pe-array: expected P_in,P_out, found {pe_array!r}")
     try:
         dev = hw_cost.get_device(device)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         _fail(f"--device: {exc}")
-    import supernets
+    if model_dir is not None:
+        import supernets
+        from supernets.export import read_arch
 
-    model = supernets.build(space, a, input_shape=shape, num_classes=num_classes)
+        try:
+            record = read_arch(model_dir)
+            model = supernets.load_exported(model_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(f"--model: {exc}")
+        shape = shape or tuple(record["task"].get("input_shape", (1, 8, 8)))
+    else:
+        if space is None:
+            _fail("--space: expected a space name (or --model DIR), found nothing")
+        try:
+            s = sp.get_space(space)
+            a = _parse_arch(s, arch)
+        except ValueError as exc:
+            _fail(str(exc))
+        except _user_errors() as exc:
+            _fail(str(exc))
+        import supernets
+
+        shape = shape or (1, 8, 8)
+        model = supernets.build(s, a, input_shape=shape, num_classes=num_classes)
+        from supernets.manidp import assume_active_ratios, dynamic_convs
+
+        if dynamic_convs(model):
+            assume_active_ratios(model, "target")
+            typer.echo("note: dynamic layers costed at their target remain rate (not measured); export a trained model for measured ratios", err=True)
     try:
-        report = hw_cost.estimate(model, (1, *shape), device=dev, style=style, mult_impl=mult_impl)
+        report = hw_cost.estimate(model, (1, *shape), device=dev, style=style, mult_impl=mult_impl, pe_array=pe, default_bits=bits)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(report.to_json())
     else:
-        typer.echo(hw_cost.render.format_report(report))
+        from hw_cost.render import format_report
+
+        typer.echo(format_report(report))
 
 
 def _console():

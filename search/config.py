@@ -18,6 +18,8 @@ from search.errors import ConfigError
 
 PER_EPOCH_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss")
 EVAL_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
+CONSTRAINABLE = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram",
+                 "lut_util", "ff_util", "dsp_util", "bram_util", "onchip_dynamic_power_w", "ddr_bytes", "ops")
 COST_FIELDS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram")
 
 
@@ -251,9 +253,13 @@ def check_names(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"objectives.{i}.name", "each objective once", name)
     for i, text in enumerate(cfg.constraints):
         try:
-            parse_constraint(text)
+            c = parse_constraint(text)
         except ValueError as exc:
             raise ConfigError(f"constraints.{i}", f"'FIELD OP NUMBER' or 'FIELD OP F * device' ({exc})", text) from None
+        if c.field not in CONSTRAINABLE:
+            raise ConfigError(f"constraints.{i}", f"a cost field known before training ({', '.join(CONSTRAINABLE)})", c.field)
+        if c.relative and c.field not in ("lut", "ff", "dsp", "bram"):
+            raise ConfigError(f"constraints.{i}", "'* device' only on a resource (lut, ff, dsp, bram)", text)
     if cfg.scheduler.name != "none":
         for i, name in enumerate(names):
             if name not in PER_EPOCH_METRICS + COST_FIELDS:

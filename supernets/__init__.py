@@ -2,5 +2,6 @@
 
 from supernets import ops
 from supernets.build import build
+from supernets.export import load_exported, save_exported
 
-__all__ = ["build", "ops"]
+__all__ = ["build", "load_exported", "ops", "save_exported"]
