@@ -84,6 +84,7 @@ class ExperimentConfig(_Strict):
     name: str = Field(..., min_length=1)
     space: str
     fixed: dict[str, Any] = Field(default_factory=dict)
+    restrict: dict[str, Any] = Field(default_factory=dict)  # label -> subset of choices or [low, high]
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(name="val_accuracy", direction="maximize"), Objective(name="energy_mj", direction="minimize")],
         min_length=1,
@@ -163,7 +164,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **cli: Any) 
     return cfg
 
 
-_LABEL_KEYED = ("fixed",)
+_LABEL_KEYED = ("fixed", "restrict")
 FINITE_STRATEGIES = ("grid", "bruteforce")
 MAX_GRID = 100_000
 
@@ -209,6 +210,12 @@ def check_names(cfg: ExperimentConfig) -> None:
         space = get_space(cfg.space)
     except UnknownNameError as exc:
         raise ConfigError("space", "a registered space", f"{cfg.space!r} ({exc})") from None
+    for label, value in cfg.restrict.items():
+        try:
+            space.restricted({label: value})
+        except ValueError as exc:
+            raise ConfigError(f"restrict.{label}", "a subset of the dimension's choices or [low, high] inside its range", f"{value!r} ({exc})") from None
+    space = space.restricted(cfg.restrict)
     for label, value in cfg.fixed.items():
         if label not in space.labels:
             raise ConfigError(f"fixed.{label}", f"a dimension of {cfg.space!r} ({', '.join(space.labels)})", label)

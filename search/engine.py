@@ -102,7 +102,7 @@ class SearchEngine:
         from search.strategies import make_sampler
 
         cfg = self.cfg
-        self.space = get_space(cfg.space)
+        self.space = get_space(cfg.space).restricted(cfg.restrict)
         dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
         self.input_shape = tuple(int(x) for x in dm.input_shape)
         self.num_classes = int(dm.num_classes)

@@ -155,6 +155,46 @@ class SearchSpace:
             return None
         return resolve(self.workloads_fn)(self.validate(arch), tuple(input_shape))
 
+    def restricted(self, narrow: Mapping[str, Any]) -> "SearchSpace":
+        """A copy whose dimensions are narrowed: a list of choices (a subset, for categorical
+        dimensions) or ``[low, high]`` inside the range (int/float). Labels and conditions stay,
+        so architectures of the narrowed space are valid architectures of this one."""
+        import dataclasses
+
+        from spaces.dimensions import Categorical, FloatRange, IntRange
+
+        unknown = [k for k in narrow if k not in self.labels]
+        if unknown:
+            raise ValueError(f"space {self.name!r}: cannot narrow unknown dimension(s) {unknown}; known: {', '.join(self.labels)}")
+        dims = []
+        for d in self.dimensions:
+            if d.label not in narrow:
+                dims.append(d)
+                continue
+            v = narrow[d.label]
+            if isinstance(d, Categorical):
+                values = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+                bad = [x for x in values if d.check(x)]
+                if bad or not values:
+                    raise ValueError(f"{d.label}: expected a non-empty subset of {list(d.choices)!r}, found {list(values)!r}")
+                default = d.default if d.default in values else values[0]
+                dims.append(dataclasses.replace(d, choices=values, default=default))
+            elif isinstance(d, (IntRange, FloatRange)):
+                if not (isinstance(v, (list, tuple)) and len(v) == 2 and not d.check(v[0]) and not d.check(v[1]) and v[0] <= v[1]):
+                    raise ValueError(f"{d.label}: expected [low, high] inside {d.domain()}, found {v!r}")
+                default = d.default if d.default is not None and v[0] <= d.default <= v[1] else None
+                dims.append(dataclasses.replace(d, low=v[0], high=v[1], default=default))
+            else:  # pragma: no cover - no other kinds exist
+                raise TypeError(f"{d.label}: cannot narrow a {type(d).__name__}")
+        presets = {}
+        for name, partial in self.presets.items():
+            try:
+                SearchSpace(self.name, dims).validate(SearchSpace(self.name, dims).complete(partial))
+                presets[name] = partial
+            except (InvalidArchitectureError, ValueError):
+                continue  # a preset outside the narrowed space is dropped
+        return SearchSpace(self.name, dims, self.description, self.builder, self.workloads_fn, presets)
+
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {

@@ -46,6 +46,7 @@ CORPUS = [
     (GOOD + "fixed: {stage1.op: fpga}\n", "config key 'fixed.stage1.op'"),
     (GOOD + "fixed: {stage9.op: conv}\n", "config key 'fixed.stage9.op'"),
     (GOOD + "workers: two\n", "config key 'workers'"),
+    (GOOD + "restrict: {stage1.op: [conv, fpga]}\n", "config key 'restrict.stage1.op'"),
     (GOOD + "wrokers: 2\n", "config key 'wrokers': expected no such key"),
     ("- just\n- a list\n", "config key 'CONFIG': expected a YAML mapping"),
     ("name: [unclosed\n", "config key 'CONFIG': expected valid YAML"),

@@ -137,3 +137,19 @@ def test_every_registered_space_samples_validates_and_round_trips():
         assert SearchSpace.from_json(s.to_json()).labels == s.labels
         for d in s.dimensions:
             assert d.paper, f"{name}: dimension {d.label} does not name its paper"
+
+
+def test_restricted_narrows_domains_and_keeps_archs_valid_in_the_original():
+    s = small_space()
+    r = s.restricted({"a.op": ["adder", "binary"], "a.blocks": [2, 3], "lr": [0.01, 0.1]})
+    for seed in range(30):
+        a = r.sample(seed)
+        assert a["a.op"] in ("adder", "binary") and 2 <= a["a.blocks"] <= 3 and 0.01 <= a["lr"] <= 0.1
+        s.validate(a)
+    assert r.default()["a.op"] == "adder"
+    with pytest.raises(ValueError, match="subset"):
+        s.restricted({"a.op": ["fpga"]})
+    with pytest.raises(ValueError, match=r"\[low, high\] inside \[1, 4\]"):
+        s.restricted({"a.blocks": [0, 9]})
+    with pytest.raises(ValueError, match="unknown dimension"):
+        s.restricted({"zz": [1]})
