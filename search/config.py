@@ -60,6 +60,10 @@ class Evaluator(_Strict):
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
     batch_size: int = Field(64, ge=1)
+    # "module:function" replacing the Lightning training, called as
+    # fn(model, datamodule=dm, epochs=..., seed=..., reporter=...) -> dict of metrics
+    # (zero-cost proxies, a custom training loop, or a stub for measuring the engine's overhead)
+    function: str | None = None
 
 
 class Hardware(_Strict):
@@ -242,6 +246,13 @@ def check_names(cfg: ExperimentConfig) -> None:
                 raise ConfigError("fixed", f"enough fixed dimensions for a grid of at most {MAX_GRID:,} points (Optuna's GridSampler lists them all)", f"{size:,} points")
     import evaluators
 
+    if cfg.evaluator.function is not None:
+        from spaces import resolve
+
+        try:
+            resolve(cfg.evaluator.function)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError("evaluator.function", "an importable 'package.module:function'", f"{cfg.evaluator.function} ({exc})") from None
     if cfg.evaluator.data not in evaluators.list_datasets():
         raise ConfigError("evaluator.data", f"one of {', '.join(evaluators.list_datasets())}", cfg.evaluator.data)
     import hw_cost

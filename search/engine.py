@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from concurrent.futures import Future
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class SearchEngine:
         self.show_progress = progress
         self.records: dict[int, TrialRecord] = {}
         self._front_tags: dict[int, str] = {}
+        self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.scheduler = None
 
     # -- set-up ----------------------------------------------------------------------------
@@ -126,6 +128,7 @@ class SearchEngine:
         self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
                                          storage=storage, load_if_exists=resume)
         if resume:
+            self._logged = self.tracker.child_runs()
             self._recover()
 
     def _recover(self) -> None:
@@ -157,7 +160,8 @@ class SearchEngine:
                 continue
             o = attrs.get("outcome")
             if o is not None:
-                self.records[ft.number] = TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], attrs.get("run_id", ""))
+                rid = self._logged.get(ft.number) or self.tracker.submit(self._log_child, ft.number, o)  # lost with the crash
+                self.records[ft.number] = TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid)
 
     def _counted(self) -> int:
         """Trials that count against the budget: every asked trial except interrupted ones."""
@@ -172,7 +176,8 @@ class SearchEngine:
                          threads=max(1, int(self.cfg.resources.cpus_per_trial)),
                          accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
                          scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
-                         static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights)
+                         static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights,
+                         evaluate_fn=ev.function)
 
     def _make_scheduler(self):
         """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
@@ -273,13 +278,9 @@ class SearchEngine:
     def _commit(self, trial: optuna.trial.Trial, o: dict[str, Any]) -> None:
         """MLflow child run (unless one was logged before a crash), then ``tell``, then the record."""
         cfg = self.cfg
-        rid = trial.user_attrs.get("run_id") if hasattr(trial, "user_attrs") else None
+        rid = self._logged.get(trial.number)
         if not rid:
-            rid = self.tracker.log_trial(trial.number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
-            trial_dir = self.out / "trials" / str(trial.number)
-            if trial_dir.is_dir():  # weights + arch.json, unpacked from the worker's result by _finish
-                self.tracker.client.log_artifacts(rid, str(trial_dir))
-            trial.set_user_attr("run_id", rid)
+            rid = self.tracker.submit(self._log_child, trial.number, o)
         state = o["state"]
         if state == "complete":
             self.study.tell(trial, [o["values"][n] for n in cfg.objective_names])
@@ -306,6 +307,14 @@ class SearchEngine:
             return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
         return None
 
+    def _log_child(self, number: int, o: dict[str, Any]) -> str:
+        """On the tracker's writer thread: the child run, then the trial's weights as its artifacts."""
+        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
+        trial_dir = self.out / "trials" / str(number)
+        if trial_dir.is_dir():  # weights + arch.json, unpacked from the worker's result by _finish
+            self.tracker.client.log_artifacts(rid, str(trial_dir))
+        return rid
+
     def _update_front_tags(self) -> None:
         """Keep each complete child run's ``pareto`` tag right as the front changes."""
         front, _, complete = self._front()
@@ -313,7 +322,7 @@ class SearchEngine:
         for r in complete:
             want = "true" if r.number in on else "false"
             if self._front_tags.get(r.number) != want:
-                self.tracker.set_tag(r.run_id, "pareto", want)
+                self.tracker.submit(self.tracker.set_tag, r.run_id, "pareto", want)
                 self._front_tags[r.number] = want
 
     # -- progress --------------------------------------------------------------------------
@@ -352,6 +361,11 @@ class SearchEngine:
     def _conclude(self, wall_s: float) -> dict[str, Any]:
         cfg = self.cfg
         names, dirs = cfg.objective_names, cfg.directions
+        self._update_front_tags()
+        self.tracker.flush()  # every child run and tag is in the store before the summary names them
+        for r in self.records.values():
+            if isinstance(r.run_id, Future):
+                r.run_id = r.run_id.result()
         front, values, complete = self._front()
         ref = None
         hv = 0.0
@@ -363,9 +377,8 @@ class SearchEngine:
             hv = hypervolume(values, dirs, ref)
             if self._fixed_reference() is None:
                 # The hypervolume as it grew, on the final reference point (step = trial number).
-                for k, rec in enumerate(complete):
-                    self.tracker.log_parent_metrics({"hypervolume": hypervolume(values[: k + 1], dirs, ref)}, step=rec.number)
-            self._update_front_tags()
+                curve = [(rec.number, hypervolume(values[: k + 1], dirs, ref)) for k, rec in enumerate(complete)]
+                self.tracker.log_parent_series("hypervolume", curve)
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         counts = self._counts()

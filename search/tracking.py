@@ -3,11 +3,19 @@
 We use ``MlflowClient`` (explicit run ids) rather than the fluent ``mlflow.start_run`` stack, so
 child runs can be written in any order as results arrive, and the driver is the only writer
 (workers never touch the store: SQLite does not like concurrent writers).
+
+Child runs and tags are written by one background thread, in submission order, so a slow store
+(SQLite commits an fsync each) never holds up the search loop; ``flush()`` waits for all of it.
+A child run costs three store operations: ``create_run`` (with its tags), one ``log_batch``
+(params, final metrics and per-epoch curves together, split only at MLflow's batch limits) and
+``set_terminated``.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,6 +46,19 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp is not None else self.client.create_experiment(experiment)
         self.parent_id: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abacus-mlflow")
+        self._pending: list[Future] = []
+
+    def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` on the writer thread (in order); its errors surface at ``flush``."""
+        fut = self._writer.submit(fn, *args)
+        self._pending.append(fut)
+        return fut
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            fut.result()
 
     # -- parent ----------------------------------------------------------------------------
     def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
@@ -57,6 +78,13 @@ class Tracker:
     def log_parent_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         self._log(self.parent_id, metrics=metrics, step=step)
 
+    def log_parent_series(self, key: str, points: list[tuple[int, float]]) -> None:
+        """A metric curve on the parent run (step, value), in one batch."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._log(self.parent_id, extra_metrics=[Metric(key, float(v), now, int(step)) for step, v in points])
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
@@ -70,22 +98,31 @@ class Tracker:
                   "state": state, **({"fail_reason": reason[:5000]} if reason else {}), **tags},
         )
         rid = run.info.run_id
-        self._log(rid, params=arch, metrics=metrics)
         from mlflow.entities import Metric
 
-        curve = [Metric(k, float(v), 0, int(row["epoch"])) for row in history for k, v in row.items() if k != "epoch"]
-        for i in range(0, len(curve), 900):
-            self.client.log_batch(rid, metrics=curve[i: i + 900])
+        now = int(time.time() * 1000)
+        curve = [Metric(k, float(v), now, int(row["epoch"])) for row in history for k, v in row.items() if k != "epoch" and v == v]
+        self._log(rid, params=arch, metrics=metrics, extra_metrics=curve)
         self.client.set_terminated(rid, status="FINISHED" if state == "complete" else "FAILED" if state == "fail" else "KILLED")
         return rid
 
-    def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.client.set_tag(run_id, key, value)
+    def set_tag(self, run_id: str | Future, key: str, value: str) -> None:
+        self.client.set_tag(run_id.result() if isinstance(run_id, Future) else run_id, key, value)
 
-    def _log(self, run_id: str | None, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None, step: int = 0) -> None:
+    def child_runs(self) -> dict[int, str]:
+        """trial number -> run id of the child runs already in the store (for resume)."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=50_000)
+        return {int(r.data.tags["trial_number"]): r.info.run_id for r in runs if "trial_number" in r.data.tags}
+
+    def _log(self, run_id: str | None, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
+             step: int = 0, extra_metrics: list | None = None) -> None:
+        """As few ``log_batch`` calls as MLflow's limits allow (100 params, 1000 entities each)."""
         from mlflow.entities import Metric, Param
 
+        now = int(time.time() * 1000)
         ps = [Param(k, _param(v)) for k, v in (params or {}).items()]
-        ms = [Metric(k, float(v), 0, step) for k, v in (metrics or {}).items() if v is not None and v == v]
-        for i in range(0, max(len(ps), len(ms), 1), 90):
-            self.client.log_batch(run_id, metrics=ms[i: i + 90], params=ps[i: i + 90])
+        ms = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if v is not None and v == v] + list(extra_metrics or [])
+        while ps or ms:
+            p_chunk, ps = ps[:100], ps[100:]
+            m_chunk, ms = ms[: 1000 - len(p_chunk)], ms[1000 - len(p_chunk):]
+            self.client.log_batch(run_id, metrics=m_chunk, params=p_chunk)

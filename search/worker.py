@@ -36,6 +36,7 @@ class TrialSpec:
     static_metrics: dict[str, float] = field(default_factory=dict)  # the cost, known before training
     hardware: dict[str, Any] = field(default_factory=dict)  # hw_cost.estimate keywords, for dynamic nets
     save_artifacts: bool = False  # return arch.json + weights so the driver can log them (for export)
+    evaluate_fn: str | None = None  # "module:function" replacing evaluators.evaluate
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TrialResult:
 def run_trial(spec: TrialSpec) -> TrialResult:
     start = time.perf_counter()
     history: list[dict[str, float]] = []
-    node = os.uname().nodename
+    node = _node_id()
     try:
         import torch
 
@@ -79,11 +80,16 @@ def run_trial(spec: TrialSpec) -> TrialResult:
 
             return bool(call(spec.scheduler, "report", spec.number, epoch + 1, values))
 
-        metrics = evaluators.evaluate(
-            model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
-            weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed,
-            reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
-        )
+        if spec.evaluate_fn:
+            from spaces import resolve
+
+            metrics = resolve(spec.evaluate_fn)(model, datamodule=dm, epochs=spec.epochs, seed=spec.seed, reporter=reporter)
+        else:
+            metrics = evaluators.evaluate(
+                model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
+                weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed,
+                reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
+            )
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         cost = measured_cost(model, tuple(dm.input_shape), spec.hardware)
         artifacts: dict[str, bytes] = {}
@@ -115,3 +121,15 @@ def measured_cost(model: Any, input_shape: tuple[int, ...], hardware: dict[str, 
 
     report = hw_cost.estimate(model, (1, *input_shape), **hardware)
     return {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}
+
+
+def _node_id() -> str:
+    """The Ray node this trial runs on (several nodes may share a host name), else the host."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # pragma: no cover - ray not importable or not a ray process
+        pass
+    return os.uname().nodename

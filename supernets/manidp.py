@@ -196,18 +196,21 @@ class DynamicChannelGate(nn.Module):
         return float(theta)
 
     def hw_workload(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> list[dict]:
+        """GAP, two FCs and the threshold. The pooling accumulates while the block's input streams
+        in and the threshold runs in fc2's output stage, so both are marked ``fused`` (arithmetic
+        charged, no layer of their own) [inferred: a design choice of this cost model]."""
         b = int(input_shape[0])
         cin = int(input_shape[1])
         spatial = math.prod(int(v) for v in input_shape[2:]) if len(input_shape) > 2 else 1
         hid, cout = self.fc1.out_features, self.out_channels
         f32 = {"w_bits": 32, "a_bits": 32}
         return [
-            {"name": "gap", "op": "pool", "ops": b * cin * spatial, "in_elems": b * cin * spatial, "out_elems": b * cin, **f32},
+            {"name": "gap", "op": "pool", "ops": b * cin * spatial, "in_elems": b * cin * spatial, "out_elems": b * cin, "fused": True, **f32},
             {"name": "fc1", "op": "linear", "ops": b * cin * hid, "params": cin * hid, "in_elems": b * cin, "out_elems": b * hid,
              "in_channels": cin, "out_channels": hid, "kernel": 1, "out_pixels": b, **f32},
             {"name": "fc2", "op": "linear", "ops": b * hid * cout, "params": hid * cout + cout, "in_elems": b * hid,
              "out_elems": b * cout, "in_channels": hid, "out_channels": cout, "kernel": 1, "out_pixels": b, **f32},
-            {"name": "threshold", "op": "eltwise", "ops": 3 * b * cout, "in_elems": b * cout, "out_elems": b * cout, **f32},
+            {"name": "threshold", "op": "eltwise", "ops": 3 * b * cout, "in_elems": b * cout, "out_elems": b * cout, "fused": True, **f32},
         ]
 
     def extra_repr(self) -> str:

@@ -1,0 +1,102 @@
+"""Engine overhead per trial and the speed-up of parallel workers.
+
+1. Overhead: a search whose evaluator returns at once (``evaluator.function``) over a space whose
+   network is one linear layer, so nearly all the time per trial is the engine's own: ask, the
+   cost model, dispatch, tell, the journal, the MLflow child run, the front tags. Reported as
+   (wall time of the loop) / trials, for the local executor and for Ray with one worker
+   (Ray Tune's own per-trial overhead is about 140 ms by its documentation of trial overheads).
+2. Speed-up: trials that sleep 2 s, 8 trials with 1 worker vs 2 workers on Ray (measured once
+   the second Ray worker process exists; the first 2-worker run, which starts it and imports
+   torch and Lightning there, is printed too).
+
+Run from the repository root:  .venv/bin/python benchmarks/search_overhead.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # Ray workers import this module
+sys.path.insert(0, str(ROOT))
+
+
+def build_tiny(arch, *, input_shape=(1, 8, 8), num_classes=10, **_):
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(input_shape[0] * input_shape[1] * input_shape[2]), num_classes))
+
+
+def instant(model, *, datamodule, epochs, seed, reporter):
+    """A trivial evaluator: a deterministic score from the seed, no training."""
+    return {"val_accuracy": (seed * 7919 % 1000) / 1000.0, "epochs": epochs}
+
+
+def sleep_2s(model, *, datamodule, epochs, seed, reporter):
+    time.sleep(2.0)
+    return {"val_accuracy": (seed * 7919 % 1000) / 1000.0, "epochs": epochs}
+
+
+def tiny_space():
+    from spaces import Categorical, SearchSpace
+
+    return SearchSpace("overhead-toy", [Categorical("x", tuple(range(64))), Categorical("y", tuple(range(64)))],
+                       builder="benchmarks.search_overhead:build_tiny")
+
+
+def run(n_trials: int, workers: int, executor: str, fn: str, tmp: Path, tag: str) -> float:
+    from search.config import load_config
+    from search.engine import SearchEngine
+    from spaces import register_space
+
+    register_space("overhead-toy", overwrite=True)(tiny_space)
+    cfg = load_config(None, [f"mlflow.tracking_uri=sqlite:///{tmp / 'm.db'}"], name=f"overhead-{tag}", space="overhead-toy",
+                      objectives=[{"name": "val_accuracy", "direction": "maximize"}, {"name": "energy_mj", "direction": "minimize"}],
+                      budget={"trials": n_trials, "epochs": 1}, strategy={"name": "random"}, workers=workers, executor=executor,
+                      evaluator={"function": fn}, out=str(tmp / "runs" / tag), save_weights=False)
+    engine = SearchEngine(cfg, progress=False)
+    t0 = time.perf_counter()
+    summary = engine.run()
+    wall = time.perf_counter() - t0
+    assert summary["complete"] == n_trials, summary["failures"][:3]
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=100, help="trials for the overhead measurement")
+    ap.add_argument("--sleep-trials", type=int, default=8)
+    args = ap.parse_args()
+    import ray
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        os.chdir(tmp)
+        # warm-up: MLflow creates its tables (~4 s), imports, the cost model's first trace
+        run(3, 1, "local", "benchmarks.search_overhead:instant", tmp, "warmup")
+        # the fixed part (set-up, summary, artifacts) is measured with a short run and subtracted
+        base_local = run(5, 1, "local", "benchmarks.search_overhead:instant", tmp, "local-5")
+        full_local = run(5 + args.trials, 1, "local", "benchmarks.search_overhead:instant", tmp, "local-n")
+        per_local = (full_local - base_local) / args.trials
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        run(3, 1, "ray", "benchmarks.search_overhead:instant", tmp, "ray-warmup")
+        base_ray = run(5, 1, "ray", "benchmarks.search_overhead:instant", tmp, "ray-5")
+        full_ray = run(5 + args.trials, 1, "ray", "benchmarks.search_overhead:instant", tmp, "ray-n")
+        per_ray = (full_ray - base_ray) / args.trials
+        one = run(args.sleep_trials, 1, "ray", "benchmarks.search_overhead:sleep_2s", tmp, "sleep-1")
+        cold = run(args.sleep_trials, 2, "ray", "benchmarks.search_overhead:sleep_2s", tmp, "sleep-2-cold")
+        two = run(args.sleep_trials, 2, "ray", "benchmarks.search_overhead:sleep_2s", tmp, "sleep-2")
+        ray.shutdown()
+    print(f"engine overhead per trial, trivial evaluator, local executor: {per_local * 1000:.1f} ms ({args.trials} trials)")
+    print(f"engine overhead per trial, trivial evaluator, Ray (1 worker):  {per_ray * 1000:.1f} ms ({args.trials} trials)")
+    print(f"{args.sleep_trials} trials of 2 s on Ray: 1 worker {one:.1f} s, 2 workers {two:.1f} s, speed-up {one / two:.2f}x "
+          f"(first 2-worker run, which also starts the second Ray worker process: {cold:.1f} s, {one / cold:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
