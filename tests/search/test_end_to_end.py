@@ -122,3 +122,15 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, monkeypatc
     _, runs = _mlflow_runs(f"sqlite:///{tmp_path / 'm.db'}", "tiny")
     failed = [r for r in runs if r.data.tags.get("state") == "fail"]
     assert len(failed) == 2 and all(r.info.status == "FAILED" and r.data.tags.get("fail_reason") for r in failed)
+
+
+def test_a_trial_past_its_timeout_is_cancelled_and_recorded(tmp_path, monkeypatch, ray_session):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "budget": {"trials": 2, "epochs": 500, "trial_timeout_s": 4}},
+                      save_weights=False)
+    summary = SearchEngine(cfg, progress=False).run()
+    assert summary["failed"] == 2 and summary["complete"] == 0
+    assert all(f["reason"].startswith("timeout") for f in summary["failures"]), summary["failures"]
+    _, runs = _mlflow_runs(uri, "tiny")
+    assert sum(r.data.tags.get("state") == "fail" for r in runs) == 2
