@@ -84,6 +84,14 @@ class Resources(_Strict):
     gpus_per_trial: float = Field(0.0, ge=0)
 
 
+class Retrain(_Strict):
+    """Train every member of the final front again from scratch, for longer (own MLflow runs)."""
+
+    epochs: int = Field(..., ge=1)
+    lr: float | None = Field(None, gt=0)
+    seed_offset: int = 1000
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(..., min_length=1)
     space: str
@@ -108,6 +116,7 @@ class ExperimentConfig(_Strict):
     mlflow: Tracking = Field(default_factory=Tracking)
     out: str | None = None
     save_weights: bool = True  # each trained candidate's weights become MLflow artifacts (abacus export)
+    retrain: Retrain | None = None
 
     @field_validator("name")
     @classmethod

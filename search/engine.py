@@ -25,6 +25,8 @@ from search.report import front_table, plot_pareto_png, write_json_atomic, write
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
 
+COST_KEYS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram", "lut_util", "ff_util",
+             "dsp_util", "bram_util", "onchip_dynamic_power_w", "ddr_bytes", "ops", "feasible")
 RUN_FILE = "run.json"  # parent run id and tracking store of a run directory (what resume needs)
 
 
@@ -94,6 +96,7 @@ class SearchEngine:
         self.records: dict[int, TrialRecord] = {}
         self._front_tags: dict[int, str] = {}
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
+        self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
 
     # -- set-up ----------------------------------------------------------------------------
@@ -231,6 +234,8 @@ class SearchEngine:
                     trial, arch, aid, cost = pending.pop(result.number)
                     self._finish(trial, arch, aid, cost, result)
                     self._advance(progress, task)
+            if cfg.retrain is not None:
+                self.retrained = self._retrain(executor)
             status = "FINISHED"
         finally:
             executor.shutdown()
@@ -307,6 +312,42 @@ class SearchEngine:
             return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
         return None
 
+    def _retrain(self, executor) -> list[dict[str, Any]]:
+        """Train each front member again from scratch with the ``retrain`` budget (new seed, no
+        early stopping) on the same executor; each becomes a ``retrain`` child run."""
+        import dataclasses
+
+        rt = self.cfg.retrain
+        front, _, _ = self._front()
+        specs = {}
+        for rec in front:
+            cost = {k: v for k, v in rec.metrics.items() if k in COST_KEYS}
+            spec = dataclasses.replace(self._spec(rec.number, rec.arch, cost), epochs=rt.epochs, scheduler=None,
+                                       seed=self.cfg.seed + rt.seed_offset + rec.number, lr=rt.lr or self.cfg.evaluator.lr)
+            specs[rec.number] = (rec, cost)
+            executor.submit(spec)
+        out = []
+        while executor.in_flight:
+            result = executor.wait_one()
+            rec, cost = specs[result.number]
+            o = self._outcome(rec.arch, rec.arch_id, cost, result)
+            self.console.print(f"retrained trial {rec.number}: {o['state']}" + (f" ({o['reason']})" if o["reason"] else ""))
+            if result.artifacts:
+                from search.export import unpack_trial_artifacts
+
+                unpack_trial_artifacts(result.artifacts, self.out / "retrain" / str(rec.number))
+            fut = self.tracker.submit(self._log_retrain, rec.number, o)
+            out.append({"trial": rec.number, "arch_id": rec.arch_id, "state": o["state"], "values": o["values"],
+                        "search_values": rec.values, "run_id": fut, "reason": o["reason"]})
+        return sorted(out, key=lambda r: r["trial"])
+
+    def _log_retrain(self, number: int, o: dict[str, Any]) -> str:
+        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain")
+        d = self.out / "retrain" / str(number)
+        if d.is_dir():
+            self.tracker.client.log_artifacts(rid, str(d))
+        return rid
+
     def _log_child(self, number: int, o: dict[str, Any]) -> str:
         """On the tracker's writer thread: the child run, then the trial's weights as its artifacts."""
         rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
@@ -366,6 +407,9 @@ class SearchEngine:
         for r in self.records.values():
             if isinstance(r.run_id, Future):
                 r.run_id = r.run_id.result()
+        for r in self.retrained:
+            if isinstance(r["run_id"], Future):
+                r["run_id"] = r["run_id"].result()
         front, values, complete = self._front()
         ref = None
         hv = 0.0
@@ -395,6 +439,7 @@ class SearchEngine:
             "hypervolume": hv,
             "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
             "wall_time_s": round(wall_s, 2),
+            "retrained": self.retrained,
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
         }
         if complete:

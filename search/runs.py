@@ -108,7 +108,7 @@ def latest_search_run(client, experiment_id: str, name: str):
 
 def complete_trials(client, experiment_id: str, parent_run_id: str, objective_names: list[str]) -> list[dict[str, Any]]:
     """The parent's child runs whose trial state is ``complete``, with their objective values."""
-    children = search_all(client, [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.state = 'complete'")
+    children = search_all(client, [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.state = 'complete' and tags.`abacus.role` = 'trial'")
     trials = []
     for r in children:
         m = r.data.metrics

@@ -90,11 +90,14 @@ class Tracker:
 
     # -- children --------------------------------------------------------------------------
     def log_trial(self, number: int, arch: Mapping[str, Any], tags: Mapping[str, str], metrics: Mapping[str, float],
-                  history: list[Mapping[str, float]], state: str, reason: str = "") -> str:
+                  history: list[Mapping[str, float]], state: str, reason: str = "", role: str = "trial") -> str:
+        """A child run: ``role="trial"`` for a search trial (tag ``trial_number``), ``"retrain"`` for
+        a front member trained again from scratch (tag ``retrain_of``)."""
+        number_tag = "trial_number" if role == "trial" else "retrain_of"
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"trial-{number:04d}",
-            tags={"mlflow.parentRunId": self.parent_id, "abacus.role": "trial", "trial_number": str(number),
+            run_name=f"{role}-{number:04d}",
+            tags={"mlflow.parentRunId": self.parent_id, "abacus.role": role, number_tag: str(number),
                   "state": state, **({"fail_reason": reason[:5000]} if reason else {}), **tags},
         )
         rid = run.info.run_id

@@ -134,3 +134,21 @@ def test_a_trial_past_its_timeout_is_cancelled_and_recorded(tmp_path, monkeypatc
     assert all(f["reason"].startswith("timeout") for f in summary["failures"]), summary["failures"]
     _, runs = _mlflow_runs(uri, "tiny")
     assert sum(r.data.tags.get("state") == "fail" for r in runs) == 2
+
+
+def test_retrain_block_trains_the_front_again_as_its_own_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "budget": {"trials": 3, "epochs": 1}},
+                      executor="local", retrain={"epochs": 2})
+    summary = SearchEngine(cfg, progress=False).run()
+    front = {row["trial"] for row in summary["front"]}
+    assert front and {r["trial"] for r in summary["retrained"]} == front
+    _, runs = _mlflow_runs(uri, "tiny")
+    retrain = [r for r in runs if r.data.tags.get("abacus.role") == "retrain"]
+    assert {int(r.data.tags["retrain_of"]) for r in retrain} == front
+    for r in retrain:
+        assert r.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
+        assert r.data.metrics["epochs"] == 2, "the retrain budget, not the search's"
+    trials = [r for r in runs if r.data.tags.get("abacus.role") == "trial"]
+    assert len(trials) == 3 and all(r.data.metrics.get("epochs", 1) == 1 for r in trials if r.data.tags["state"] == "complete")
