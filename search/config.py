@@ -41,6 +41,7 @@ class Budget(_Strict):
     trials: int = Field(20, ge=1)
     epochs: int = Field(5, ge=1)
     trial_timeout_s: float | None = Field(None, gt=0)
+    max_retries: int = Field(2, ge=0)  # times Ray re-runs a trial whose worker process died
 
 
 class Scheduler(_Strict):

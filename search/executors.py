@@ -97,5 +97,5 @@ def make_executor(cfg: Any):
         return LocalExecutor()
     return RayExecutor(
         cfg.workers, cpus_per_trial=cfg.resources.cpus_per_trial, gpus_per_trial=cfg.resources.gpus_per_trial,
-        address=cfg.address, trial_timeout_s=cfg.budget.trial_timeout_s,
+        address=cfg.address, trial_timeout_s=cfg.budget.trial_timeout_s, max_retries=cfg.budget.max_retries,
     )

@@ -20,6 +20,9 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 def ray_session():
     """A local 2-CPU Ray shared by every test that needs one; shut down at the end."""
     ray = pytest.importorskip("ray")
+    # Ray workers inherit the driver's environment: let them import the test helpers in tests/search
+    helpers = str(ROOT / "tests" / "search")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (helpers, str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,26 @@ def test_retrain_block_trains_the_front_again_as_its_own_runs(tmp_path, monkeypa
         assert r.data.metrics["epochs"] == 2, "the retrain budget, not the search's"
     trials = [r for r in runs if r.data.tags.get("abacus.role") == "trial"]
     assert len(trials) == 3 and all(r.data.metrics.get("epochs", 1) == 1 for r in trials if r.data.tags["state"] == "complete")
+
+
+def test_a_killed_worker_is_retried_and_without_retries_recorded_as_failed(tmp_path, monkeypatch, ray_session):
+    import crash_helpers  # noqa: F401  (tests/search is on sys.path via pytest's rootdir insertion)
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    seed = 700_001 + os.getpid() % 1000 * 10
+    for s in range(seed, seed + 4):
+        crash_helpers.marker(s).unlink(missing_ok=True)
+    try:
+        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "budget": {"trials": 2, "epochs": 1, "max_retries": 1}},
+                          evaluator={"function": "crash_helpers:crash_once"}, seed=seed, save_weights=False)
+        summary = SearchEngine(cfg, progress=False).run()
+        assert summary["complete"] == 2, summary["failures"]
+        assert all(crash_helpers.marker(seed + n).exists() for n in range(2)), "each worker died once"
+        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "name": "tiny-noretry", "budget": {"trials": 2, "epochs": 1, "max_retries": 0}},
+                          evaluator={"function": "crash_helpers:crash_once"}, seed=seed + 2, save_weights=False)
+        summary = SearchEngine(cfg, progress=False).run()
+        assert summary["failed"] == 2 and all(f["reason"].startswith("worker lost") for f in summary["failures"]), summary["failures"]
+    finally:
+        for s in range(seed, seed + 4):
+            crash_helpers.marker(s).unlink(missing_ok=True)
