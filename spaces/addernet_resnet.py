@@ -65,6 +65,7 @@ def addernet_resnet_space() -> SearchSpace:
         description="ResNet-20-style classifier: per-stage op (conv/adder/winograd_adder/binary), bits, width, blocks; ManiDP gates",
         dimensions=dims,
         builder="supernets.resnet:build_addernet_resnet",
+        workloads_fn="spaces.addernet_resnet_workloads:addernet_resnet_workloads",
         presets={
             "resnet20-conv": {},
             "resnet20-adder": {f"stage{s}.op": "adder" for s in range(1, STAGES + 1)},

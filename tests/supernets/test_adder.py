@@ -19,7 +19,18 @@ from supernets.ops.adder import (AdderConv2d, adder_conv2d, alr_rescale_, apply_
 from supernets.ops.registry import get_op
 
 NATIVE = native_kernel_available()
-needs_native = pytest.mark.skipif(not NATIVE, reason=f"native kernel unavailable: {_adder_native.load_error()}")
+# The compiled kernel is part of the product: a machine with a compiler (every developer's and CI's)
+# must have it, so its tests fail rather than skip when it did not build. Only an explicit
+# ABACUS_ADDER_NATIVE=0 (the documented switch for machines without a compiler) skips them.
+needs_native = pytest.mark.skipif(not NATIVE and os.environ.get("ABACUS_ADDER_NATIVE") == "0",
+                                  reason="native kernel disabled by ABACUS_ADDER_NATIVE=0")
+
+
+def test_native_kernel_is_built_unless_disabled():
+    if os.environ.get("ABACUS_ADDER_NATIVE") == "0":
+        assert not NATIVE
+    else:
+        assert NATIVE, f"the AdderNet kernel did not build: {_adder_native.load_error()}"
 
 
 # ------------------------------------------------------------------------------ reference math

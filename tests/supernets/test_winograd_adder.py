@@ -372,7 +372,6 @@ def test_channel_slicing_uses_filter_prefix():
 
 @pytest.mark.parametrize("p,rule", [(1.0, "addernet"), (1.5, "addernet"), (1.0, "exact"), (2.0, "exact")])
 def test_grouped_adder_impl_matches_own_kernel(p, rule):
-    pytest.importorskip("supernets.ops.adder")
     torch.manual_seed(14)
     x, w = torch.randn(2, 5, 7, 6), torch.randn(4, 5, 3, 3)
     outs = []
