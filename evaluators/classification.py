@@ -105,8 +105,8 @@ class ClassificationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
+        params = param_groups(self.model, hp.weight_decay)
+        if not any(g["params"] for g in params):
             raise ValueError("model has no trainable parameters; nothing to optimise")
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(
@@ -120,3 +120,25 @@ class ClassificationModule(pl.LightningModule):
             return opt
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs, eta_min=0.0)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Parameters that modules exclude from weight decay through ``no_weight_decay()`` (names
+    relative to the module, timm's convention): position embeddings, pruning gates, ..."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        fn = getattr(module, "no_weight_decay", None)
+        if callable(fn):
+            names |= {f"{prefix}.{n}" if prefix else n for n in fn()}
+    return names
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two optimizer groups: decayed, and the parameters modules declare as not decayed. Everything
+    else is decayed, as the AdderNet reference recipe does (biases and norms included)."""
+    skip = no_decay_names(model)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

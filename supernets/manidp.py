@@ -145,6 +145,10 @@ class DynamicChannelGate(nn.Module):
         self.last_pi: torch.Tensor | None = None
         self.last_feature: torch.Tensor | None = None
 
+    def no_weight_decay(self) -> set[str]:
+        """The reference ManiDP recipe trains the gates without weight decay."""
+        return {n for n, _ in self.named_parameters()}
+
     def gate_values(self, x: torch.Tensor) -> torch.Tensor:
         """``pi`` (B x C_out), continuous and >= 0, before the threshold."""
         g = x.mean(dim=(2, 3)) if x.dim() == 4 else x

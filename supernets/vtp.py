@@ -72,6 +72,10 @@ class ChannelGate(nn.Module):
         n = math.prod(int(v) for v in output_shape)
         return {"op": "eltwise", "ops": n, "w_bits": 32, "a_bits": 32, "params": self.dim, "in_elems": n, "out_elems": n}
 
+    def no_weight_decay(self) -> set[str]:
+        """Gate scores are driven by the L1 sparsity term alone (weight decay would prune them too)."""
+        return {"score"}
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 

@@ -115,3 +115,23 @@ def test_progress_per_step():
     assert model.seen == [0.0, 0.25, 0.5, 0.75, 1.0]  # per batch, then the end of training
     with pytest.raises(ValueError, match="granularity"):
         ProgressScheduleCallback("batch")
+
+
+def test_declared_parameters_get_no_weight_decay():
+    from torch import nn
+
+    from evaluators.classification import param_groups
+
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.score = nn.Parameter(torch.ones(3))
+
+        def no_weight_decay(self):
+            return {"score"}
+
+    model = nn.Sequential(nn.Linear(3, 3), Gate())
+    decay, no_decay = param_groups(model, 5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    assert [p.shape for p in no_decay["params"]] == [torch.Size([3])] and no_decay["params"][0] is model[1].score
+    assert len(decay["params"]) == 2  # the linear weight and bias stay decayed, as AdderNet's recipe does
