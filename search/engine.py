@@ -62,7 +62,7 @@ class CostModel:
         return dict(device=hw.device, style=hw.style, pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
 
     def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
-        workloads = self.space.workloads(arch, (1, *self.input_shape))
+        workloads = self.space.workloads(arch, (1, *self.input_shape), num_classes=self.num_classes)
         if workloads is None:
             import supernets
             from supernets.manidp import assume_active_ratios, dynamic_convs

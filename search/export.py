@@ -81,7 +81,7 @@ def _cost_report(out: Path, hardware: Mapping[str, Any]) -> dict[str, Any]:
     record = read_arch(out)
     shape = (1, *record["task"]["input_shape"])
     # as the search's CostModel does: the space's own workloads when it describes them, else a trace
-    target = exported_space(record).workloads(record["arch"], shape)
+    target = exported_space(record).workloads(record["arch"], shape, num_classes=int(record["task"].get("num_classes", 10)))
     if target is None:
         target = load_exported(out)
     kwargs = {k: hardware[k] for k in ("style", "pe_array", "default_bits", "mult_impl") if hardware.get(k) is not None}

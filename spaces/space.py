@@ -148,12 +148,14 @@ class SearchSpace:
     def arch_id(self, arch: Mapping[str, Any]) -> str:
         return arch_id(self.validate(arch))
 
-    def workloads(self, arch: Mapping[str, Any], input_shape: Sequence[int]) -> list[dict] | None:
+    def workloads(self, arch: Mapping[str, Any], input_shape: Sequence[int], **task: Any) -> list[dict] | None:
         """Per-layer workload dicts (see docs/architecture.md) without building torch modules, or
-        None when the space does not describe its workloads."""
+        None when the space does not describe its workloads (or not this architecture). ``task``
+        carries what the builder would get besides the shape (``num_classes``)."""
         if self.workloads_fn is None:
             return None
-        return resolve(self.workloads_fn)(self.validate(arch), tuple(input_shape))
+        fn = resolve(self.workloads_fn)
+        return fn(self.validate(arch), tuple(input_shape), **_accepted(fn, task))
 
     def restricted(self, narrow: Mapping[str, Any]) -> "SearchSpace":
         """A copy whose dimensions are narrowed: a list of choices (a subset, for categorical
@@ -238,6 +240,18 @@ def resolve(target: str | Callable) -> Callable:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _accepted(fn: Callable, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``fn`` takes (all of them if it has ``**kwargs``), so a plug-in's
+    function written for ``(arch, input_shape)`` keeps working as the platform passes more."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return dict(kwargs)
+    names = {p.name for p in params}
+    return {k: v for k, v in kwargs.items() if k in names}
 
 
 def _qualname(fn: Callable) -> str:

@@ -154,3 +154,15 @@ def test_never_imports_torch():
                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_the_space_passes_num_classes_and_old_style_functions_still_work():
+    import spaces
+    from spaces import Categorical, SearchSpace
+
+    space = spaces.get_space("addernet-resnet")
+    arch = space.default()
+    rows = space.workloads(arch, (1, 1, 8, 8), num_classes=7)
+    assert rows[-1]["out_elems"] == 7
+    old = SearchSpace("old-style", [Categorical("a", (1,))], workloads_fn=lambda arch, input_shape: [{"op": "eltwise"}])
+    assert old.workloads({"a": 1}, (1, 1, 8, 8), num_classes=7) == [{"op": "eltwise"}]
