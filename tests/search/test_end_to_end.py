@@ -164,12 +164,13 @@ def test_a_killed_worker_is_retried_and_without_retries_recorded_as_failed(tmp_p
     for s in range(seed, seed + 4):
         crash_helpers.marker(s).unlink(missing_ok=True)
     try:
-        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "budget": {"trials": 2, "epochs": 1, "max_retries": 1}},
+        no_gates = {**TINY["fixed"], "manidp.enabled": False}  # the stub evaluator measures no dynamic ratios
+        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "fixed": no_gates, "budget": {"trials": 2, "epochs": 1, "max_retries": 1}},
                           evaluator={"function": "crash_helpers:crash_once"}, seed=seed, save_weights=False)
         summary = SearchEngine(cfg, progress=False).run()
         assert summary["complete"] == 2, summary["failures"]
         assert all(crash_helpers.marker(seed + n).exists() for n in range(2)), "each worker died once"
-        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "name": "tiny-noretry", "budget": {"trials": 2, "epochs": 1, "max_retries": 0}},
+        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "fixed": no_gates, "name": "tiny-noretry", "budget": {"trials": 2, "epochs": 1, "max_retries": 0}},
                           evaluator={"function": "crash_helpers:crash_once"}, seed=seed + 2, save_weights=False)
         summary = SearchEngine(cfg, progress=False).run()
         assert summary["failed"] == 2 and all(f["reason"].startswith("worker lost") for f in summary["failures"]), summary["failures"]
