@@ -127,7 +127,10 @@ class SearchEngine:
             self.tracker.log_artifact(self.out / "config.yaml")
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(self.out / "study.journal")))
+        from search.journal import BufferedJournalFileBackend
+
+        self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
+        storage = optuna.storages.JournalStorage(self.journal)
         self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
                                          storage=storage, load_if_exists=resume)
         if resume:
@@ -160,6 +163,7 @@ class SearchEngine:
                     trial.set_user_attr("interrupted", True)
                     self.study.tell(ft.number, state=optuna.trial.TrialState.FAIL)
                     self.study.enqueue_trial(ft.params, user_attrs={"requeued_from": ft.number})
+                    self.journal.flush()
                 continue
             o = attrs.get("outcome")
             if o is not None:
@@ -228,6 +232,7 @@ class SearchEngine:
                         self._advance(progress, task)
                         continue
                     pending[trial.number] = (trial, arch, aid, cost)
+                    self.journal.flush()  # the running trial is on disk: a crash from here re-queues it
                     executor.submit(self._spec(trial.number, arch, cost))
                 if executor.in_flight:
                     result = executor.wait_one()
@@ -238,6 +243,7 @@ class SearchEngine:
                 self.retrained = self._retrain(executor)
             status = "FINISHED"
         finally:
+            self.journal.flush()
             executor.shutdown()
             if progress is not None:
                 progress.stop()
@@ -276,6 +282,7 @@ class SearchEngine:
 
             unpack_trial_artifacts(result.artifacts, self.out / "trials" / str(trial.number))
         trial.set_user_attr("outcome", outcome)
+        self.journal.flush()  # the outcome is on disk before anything else is written
         self._commit(trial, outcome)
         if outcome["state"] == "fail" and outcome["reason"]:
             self.console.print(f"[yellow]trial {trial.number} failed:[/] {outcome['reason'].splitlines()[0][:200]}")
@@ -297,6 +304,7 @@ class SearchEngine:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.journal.flush()
         self.records[trial.number] = TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid)
         if state == "complete":
             self._update_front_tags()

@@ -87,3 +87,22 @@ def test_sigkill_mid_search_then_resume(tmp_path):
     assert not set(interrupted) & set(numbers)
     on_front = {int(r.data.tags["trial_number"]) for r in children if r.data.tags.get("pareto") == "true"}
     assert on_front == {row["trial"] for row in summary["front"]}
+
+
+def test_buffered_journal_reads_its_buffer_and_writes_only_on_flush(tmp_path):
+    from search.journal import BufferedJournalFileBackend
+
+    path = tmp_path / "j.journal"
+    backend = BufferedJournalFileBackend(str(path))
+    storage = optuna.storages.JournalStorage(backend)
+    study = optuna.create_study(storage=storage, study_name="s")
+    t = study.ask()
+    t.suggest_int("x", 0, 9)
+    assert [tr.number for tr in study.trials] == [0], "the storage sees its own buffered writes"
+    on_disk = path.read_text().count("\n")
+    study.tell(t, 1.0)
+    assert path.read_text().count("\n") == on_disk, "nothing is written before flush"
+    backend.flush()
+    reread = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path))))
+    assert [(tr.number, tr.state.name, tr.params) for tr in reread.trials] == [(0, "COMPLETE", {"x": t.params["x"]})]
