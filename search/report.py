@@ -75,8 +75,13 @@ def front_table(front: Sequence[dict], objective_names: Sequence[str], title: st
     table.add_column("arch id")
     for n in objective_names:
         table.add_column(n, justify="right")
-    table.add_column("architecture")
+    # Only the dimensions on which the front's members differ: what the trade-off is made of
+    # (every member's full architecture is in summary.json and pareto.csv).
+    labels = [k for k in dict.fromkeys(k for row in front for k in row["arch"])
+              if len({repr(row["arch"].get(k)) for row in front}) > 1] if len(front) > 1 else list(front[0]["arch"]) if front else []
+    table.add_column("architecture (where front members differ)")
     for row in front:
-        arch = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["arch"].items())
+        arch = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in row["arch"].items() if k in labels)
         table.add_row(str(row["trial"]), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], arch)
     return table
