@@ -137,18 +137,8 @@ def cost(
     import hw_cost
     import spaces as sp
 
-    try:
-        shape = tuple(int(x) for x in input_shape.split(",")) if input_shape else None
-        if shape is not None and len(shape) != 3:
-            raise ValueError
-    except ValueError:
-        _fail(f"--input-shape: expected C,H,W, found {input_shape!r}")
-    try:
-        pe = tuple(int(x) for x in pe_array.split(",")) if pe_array else None
-        if pe is not None and len(pe) != 2:
-            raise ValueError
-    except ValueError:
-        _fail(f"--pe-array: expected P_in,P_out, found {pe_array!r}")
+    shape = _int_tuple(input_shape, "--input-shape", "C,H,W")
+    pe = _int_tuple(pe_array, "--pe-array", "P_in,P_out")
     try:
         dev = hw_cost.get_device(device)
     except (KeyError, ValueError, FileNotFoundError) as exc:
@@ -192,6 +182,19 @@ def cost(
         from hw_cost.render import format_report
 
         typer.echo(format_report(report))
+
+
+def _int_tuple(text: str | None, option: str, form: str) -> tuple[int, ...] | None:
+    """``"3,32,32"`` -> ``(3, 32, 32)`` with as many integers as ``form`` names; bad input exits 2."""
+    if not text:
+        return None
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != form.count(",") + 1:
+        _fail(f"{option}: expected {form} (integers), found {text!r}")
+    return values
 
 
 def _console():

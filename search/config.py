@@ -269,7 +269,7 @@ def check_names(cfg: ExperimentConfig) -> None:
     from hw_cost.constraints import parse_constraint
 
     try:
-        device = hw_cost.get_device(cfg.hardware.device)
+        hw_cost.get_device(cfg.hardware.device)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise ConfigError("hardware.device", f"a device of hw_cost.list_devices() or a YAML path ({exc})", cfg.hardware.device) from None
     known = EVAL_METRICS + COST_FIELDS
@@ -299,7 +299,6 @@ def check_names(cfg: ExperimentConfig) -> None:
     for name in cfg.reference_point:
         if name not in names:
             raise ConfigError(f"reference_point.{name}", f"an objective name ({', '.join(names)})", name)
-    _ = device
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

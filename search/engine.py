@@ -55,11 +55,10 @@ class CostModel:
         from hw_cost.constraints import parse_constraint
 
         self.constraints = [parse_constraint(c) for c in cfg.constraints]
-        self._hw = hw_cost
 
     def hardware_kwargs(self) -> dict[str, Any]:
         hw = self.cfg.hardware
-        return dict(device=hw.device, style=hw.style, pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
+        return dict(device=self.device, style=hw.style, pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
 
     def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
         workloads = self.space.workloads(arch, (1, *self.input_shape), num_classes=self.num_classes)
@@ -74,7 +73,9 @@ class CostModel:
                 assume_active_ratios(target, "target")
         else:
             target = workloads
-        report = self._hw.estimate(target, (1, *self.input_shape), **self.hardware_kwargs())
+        import hw_cost
+
+        report = hw_cost.estimate(target, (1, *self.input_shape), **self.hardware_kwargs())
         cost = {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}
         violations = []
         for c in self.constraints:
@@ -311,7 +312,7 @@ class SearchEngine:
             ref = self._fixed_reference()
             if ref is not None:  # live curve when the reference point is known up front
                 _, values, _ = self._front()
-                self.tracker.log_parent_metrics({"hypervolume": hypervolume(values, cfg.directions, ref)}, step=trial.number)
+                self.tracker.submit(self.tracker.log_parent_metrics, {"hypervolume": hypervolume(values, cfg.directions, ref)}, trial.number)
 
     def _fixed_reference(self) -> np.ndarray | None:
         """The configured reference point, when it covers every objective."""
@@ -390,7 +391,7 @@ class SearchEngine:
         if progress is None:
             return
         counts = self._counts()
-        front = len(self._front()[0]) if counts["complete"] else 0
+        front = sum(v == "true" for v in self._front_tags.values())  # kept current by _update_front_tags
         progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
 
     # -- the end ---------------------------------------------------------------------------

@@ -77,8 +77,9 @@ def front_table(front: Sequence[dict], objective_names: Sequence[str], title: st
         table.add_column(n, justify="right")
     # Only the dimensions on which the front's members differ: what the trade-off is made of
     # (every member's full architecture is in summary.json and pareto.csv).
-    labels = [k for k in dict.fromkeys(k for row in front for k in row["arch"])
-              if len({repr(row["arch"].get(k)) for row in front}) > 1] if len(front) > 1 else list(front[0]["arch"]) if front else []
+    labels = list(dict.fromkeys(k for row in front for k in row["arch"]))
+    if len(front) > 1:
+        labels = [k for k in labels if len({repr(row["arch"].get(k)) for row in front}) > 1]
     table.add_column("architecture (where front members differ)")
     for row in front:
         arch = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -177,3 +177,19 @@ def test_a_killed_worker_is_retried_and_without_retries_recorded_as_failed(tmp_p
     finally:
         for s in range(seed, seed + 4):
             crash_helpers.marker(s).unlink(missing_ok=True)
+
+
+def test_hypervolume_is_logged_after_every_completed_trial(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    for ref in ({}, {"val_accuracy": 0.0, "energy_mj": 1.0}):  # live with a fixed reference, else at the end
+        cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "budget": {"trials": 3, "epochs": 1}},
+                          executor="local", reference_point=ref, save_weights=False, out=str(tmp_path / f"r{len(ref)}"))
+        summary = SearchEngine(cfg, progress=False).run()
+        history = sorted(MlflowClient(uri).get_metric_history(summary["parent_run_id"], "hypervolume"), key=lambda m: m.step)
+        done = [n for n in range(3) if n not in {f["trial"] for f in summary["failures"]}]
+        assert [m.step for m in history] == done, (ref, history, done)
+        values = [m.value for m in history]
+        assert values == sorted(values), "a hypervolume on one reference point never shrinks"

@@ -99,8 +99,6 @@ def test_registry_close_matches_and_listing():
 
 
 def test_register_space_and_plugin_entry_point(monkeypatch):
-    from importlib import metadata
-
     from spaces.catalog import SPACES
 
     toy = small_space()
@@ -125,7 +123,6 @@ def test_register_space_and_plugin_entry_point(monkeypatch):
     assert "toy-plugin" in names
     assert spaces.get_space("toy-plugin") is toy
     SPACES._items.pop("toy-plugin")
-    _ = metadata
 
 
 def test_every_registered_space_samples_validates_and_round_trips():
