@@ -6,6 +6,7 @@ from spaces.registry import UnknownNameError
 from spaces.space import Arch, InvalidArchitectureError, SearchSpace, arch_id, canonical_json, resolve
 
 from spaces import addernet_resnet as _addernet_resnet  # noqa: F401  (registers built-in spaces)
+from spaces import fbnet as _fbnet  # noqa: F401
 from spaces import tnt as _tnt  # noqa: F401
 
 __all__ = [
