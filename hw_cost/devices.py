@@ -42,6 +42,11 @@ class DeviceProfile:
     dsp_cap: float = 1.0          # fraction of DSPs usable
     layer_overhead_cycles: float = 1000.0  # per-layer fixed cost (DMA setup, pipeline fill)
     weights_resident: bool = True  # keep all weights on chip when they fit
+    # The accelerator design, when the board runs one fixed design (a published accelerator) rather
+    # than the largest array that fits: its PE array (P_in, P_out), and the taps of a depthwise
+    # window it reads per cycle (0: the K taps go over the P_in input lanes; 25: a 5x5 line-buffer window).
+    pe_array: tuple[int, int] | None = None
+    dw_window_taps: int = 0
     description: str = ""
     unverified: tuple[str, ...] = ()  # fields whose figure is "(from memory)"
     source: str = ""              # where the profile came from (file path or "registered")
@@ -85,6 +90,13 @@ def profile_from_dict(d: Mapping[str, Any], source: str = "dict") -> DeviceProfi
     kw.setdefault("source", source)
     for k in ("lut", "ff", "dsp", "bram36", "uram"):
         kw[k] = int(kw[k])
+    if kw.get("pe_array") is not None:
+        pe = kw["pe_array"]
+        if not isinstance(pe, (list, tuple)) or len(pe) != 2 or not all(isinstance(v, int) and v >= 1 for v in pe):
+            raise ValueError(f"device profile from {source}: pe_array must be [P_in, P_out] of positive ints, got {pe!r}")
+        kw["pe_array"] = (int(pe[0]), int(pe[1]))
+    if "dw_window_taps" in kw:
+        kw["dw_window_taps"] = int(kw["dw_window_taps"])
     for k in ("clock_mhz", "ddr_bandwidth_gbps", "static_power_w", "e_ddr_pj_per_byte", "e_bram_pj_per_byte",
               "energy_scale", "util_cap", "dsp_cap", "layer_overhead_cycles"):
         if k in kw:

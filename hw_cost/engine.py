@@ -15,7 +15,7 @@ import numpy as np
 from .devices import DeviceProfile
 from .energy import e_add, e_adder_kernel, e_mac, e_mul, e_xnor_popcount
 from .params import SFU_CLASSES, CostParams
-from .workload import ADD, MAC_KINDS, MOVE, MUL, NONE, OP_IS_DW, OP_IS_WINO, OP_KIND, OP_SFU, VEC, XNOR
+from .workload import ADD, MAC_KINDS, MOVE, MUL, NONE, OP_IS_DW, OP_IS_POOL, OP_IS_WINO, OP_KIND, OP_SFU, VEC, XNOR
 
 STYLES = ("overlay", "dataflow")
 MULT_IMPLS = ("auto", "dsp", "lut")
@@ -97,6 +97,8 @@ def run_engine(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, 
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if mult_impl not in MULT_IMPLS:
         raise ValueError(f"mult_impl must be one of {MULT_IMPLS}, got {mult_impl!r}")
+    if pe_array is None:
+        pe_array = dev.pe_array  # a board profile that describes one fixed design
     L = _layer_terms(arr, n_arch, dev, p)
     if style == "overlay":
         return _overlay(L, n_arch, dev, p, pe_array, mult_impl)
@@ -131,7 +133,14 @@ def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams
     ops = arr["ops"].astype(np.float64)
     in_e, out_e = arr["in_elems"].astype(np.float64), arr["out_elems"].astype(np.float64)
     move_elems = np.where(out_e > 0, out_e, in_e)
-    vec_work = np.where(kind == VEC, ops, np.where(kind == MOVE, move_elems, 0.0))
+    # pooling is a window reduction: the window's K elements go through one adder / comparator tree
+    # (the array's input lanes, like a depthwise conv), so its cycles count outputs, not window elements
+    is_pool = OP_IS_POOL[op]
+    pool_win = np.where(arr["kernel"] > 0, arr["kernel"], np.divide(ops, np.maximum(out_e, 1.0)))
+    vec_work = np.where(kind == VEC, np.where(is_pool & (out_e > 0), out_e, ops), np.where(kind == MOVE, move_elems, 0.0))
+    # a fused op with an operand of its own (the residual add's shortcut) still reads that operand
+    # through the output stage: elements beyond its output (in_elems - out_elems) pass the vector lanes
+    side = np.where(fused & (kind == VEC), np.maximum(in_e - out_e, 0.0), 0.0)
 
     # energy per primitive op (pJ, 45 nm) by op class
     hz = p.horowitz
@@ -145,7 +154,7 @@ def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams
     e_vec = sadds[sidx] * e_add(ab, flt, hz) + smults[sidx] * e_mul(ab, ab, flt, hz)
     e_op = np.where(kind == VEC, e_vec, e_op)
     e_tr = e_add(np.where(flt, ab, ab + 2.0), flt, hz)  # transform adds grow the operand by 2 bits (F(2,3) sums of 4)
-    compute_pj = dev.energy_scale * ratio * (np.where(kind == VEC, vec_work, ops) * e_op + tr * e_tr)
+    compute_pj = dev.energy_scale * ratio * (ops * e_op + tr * e_tr)
     compute_pj = np.where(kind == MOVE, 0.0, compute_pj)
 
     w_bytes = arr["params"] * wb / 8.0 * ratio
@@ -154,7 +163,8 @@ def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams
     counts, starts = _segments(arch, n_arch)
     return dict(arch=arch, kind=kind, sfu=sfu, wb=wb, ab=ab, flt=flt, ratio=ratio, fused=fused, idle=idle,
                 cin=cin, cout=cout, K=K, pix=pix, wino=wino, dw=dw, has_ch=has_ch, map_K=map_K, map_pix=map_pix,
-                ops=ops, ops_eff=ops * ratio, tr=tr, vec_work=vec_work, compute_pj=compute_pj,
+                ops=ops, ops_eff=ops * ratio, tr=tr, vec_work=vec_work, compute_pj=compute_pj, is_pool=is_pool,
+                pool_win=pool_win, side=side, side_b=side * ab / 8.0,
                 w_bytes=w_bytes, in_b=in_b, out_b=out_b, counts=counts, starts=starts)
 
 
@@ -320,12 +330,13 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
     pout_l = pout[arch, kk, cl]
     V_l = V[arch, cl]
     cin, cout, mK, mpix = L["cin"], L["cout"], L["map_K"], L["map_pix"]
-    red = np.where(L["dw"], _ceil(mK / pin_l),
+    red = np.where(L["dw"], _ceil(mK / np.maximum(pin_l, float(dev.dw_window_taps))),
                    np.where(cin >= pin_l, _ceil(cin / pin_l) * mK, _ceil(cin * mK / pin_l)))
     comp_mac = np.where(L["has_ch"], _ceil(cout / pout_l) * red * mpix, _ceil(L["ops"] / (pin_l * pout_l)))
     ismac = np.isin(kind, MAC_KINDS)
-    comp = np.where(ismac, comp_mac, _ceil(L["vec_work"] / V_l)) * L["ratio"]
-    comp = np.where(idle, 0.0, comp)
+    vec = _ceil(L["vec_work"] / V_l) * np.where(L["is_pool"], _ceil(L["pool_win"] / pin_l), 1.0)
+    comp = np.where(ismac, comp_mac, vec) * L["ratio"]
+    comp = np.where(idle, _ceil(L["side"] / V_l), comp)
     bpc = dev.ddr_bandwidth_gbps * 1e9 / dev.clock_hz       # DDR bytes per cycle
     mem = ddr / bpc
     cyc = np.maximum(comp, mem) + np.where(idle, 0.0, dev.layer_overhead_cycles)
@@ -333,7 +344,7 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
 
     # on-chip (BRAM) traffic: weights once, inputs once per output-channel block, outputs once
     reuse = np.where(ismac & L["has_ch"], _ceil(cout / pout_l), 1.0)
-    bram_b = np.where(idle, 0.0, w_b + in_b * reuse + out_b)
+    bram_b = np.where(idle, L["side_b"], w_b + in_b * reuse + out_b)
     out = _finish(L, A, dev, cyc, comp, mem, ddr, bram_b, lat)
     out.update(lut=lut[ar, ch], ff=ff[ar, ch], dsp=dsp[ar, ch], bram=bram[ar, ch], feasible=feas[ar, ch],
                pe_in=cin_c[ch], pe_out=cout_c[ch], lanes=(kpres * lanes[ar, :, ch]).sum(1),
@@ -408,7 +419,8 @@ def _df_prepare(L, A, dev: DeviceProfile, p: CostParams) -> dict[str, Any]:
     counts, starts, arch, kind = L["counts"], L["starts"], L["arch"], L["kind"]
     eng = ~L["idle"]
     ismac = np.isin(kind, MAC_KINDS)
-    work = np.where(ismac, L["ops_eff"], L["vec_work"] * L["ratio"])
+    pool_red = np.where(L["is_pool"], _ceil(L["pool_win"] / float(p.dataflow_simd)), 1.0)
+    work = np.where(ismac, L["ops_eff"], L["vec_work"] * pool_red * L["ratio"])
     work = np.where(eng, work, 0.0)
     W = _seg_sum(work, counts, starts)
     frac = np.divide(work, W[arch], out=np.zeros_like(work), where=W[arch] > 0)

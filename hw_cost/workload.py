@@ -53,6 +53,7 @@ OP_KIND = np.array([_OPS[n][0] for n in OP_NAMES], dtype=np.int8)
 OP_SFU = np.array([SFU_CLASSES.index(_OPS[n][1]) if _OPS[n][1] else -1 for n in OP_NAMES], dtype=np.int8)
 OP_IS_DW = np.array([n == "dwconv" for n in OP_NAMES])
 OP_IS_WINO = np.array([n == "winograd_adder" for n in OP_NAMES])
+OP_IS_POOL = np.array([n == "pool" for n in OP_NAMES])
 
 # One row of the structured-array form of the batch path.
 WORKLOAD_DTYPE = np.dtype([

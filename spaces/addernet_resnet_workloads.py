@@ -18,7 +18,7 @@ step when they change:
   quant_adder) and ``supernets/ops/_quant_utils.conv_workload``;
 * the rows ``hw_cost/trace.py`` writes for ``nn.Conv2d``/``BatchNorm2d``/``ReLU``/
   ``AdaptiveAvgPool2d``/``Linear`` and the functional residual add, including its ``fused`` rule
-  (a norm or ReLU that consumes the output of the layer just before it).
+  (a norm, ReLU or add that consumes the output of the op just before it).
 
 Bits of standard torch layers: the tracer gives them ``default_bits`` (32 when None). With
 ``default_bits=None`` this module *omits* ``w_bits``/``a_bits`` on those rows instead, so whichever
@@ -191,19 +191,17 @@ def addernet_resnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int
             out.relu(p + "relu", e, fused=True)
             out.conv_op(p + "conv2", op, bits, n, width, width, ho, wo, 3, 1)
             out.norm(p + "bn2", e, width)
-            projected = stride != 1 or prev != width
-            if projected:  # shortcut op1x1 + BN runs after bn2, so the add's first input is no longer the last output
+            if stride != 1 or prev != width:  # shortcut op1x1 + BN runs after bn2: the add then consumes its output
                 out.conv_op(p + "shortcut.0", op, bits, n, prev, width, h, w, 1, stride)
                 out.norm(p + "shortcut.1", e, width)
-            add = {"op": "eltwise", "ops": 2 * e, "in_elems": 2 * e, "out_elems": e, "name": p + "add"}
-            if not projected:
-                add["fused"] = True
-            std(add)
-            out.relu(p + "relu", e, fused=False)
+            # the residual add consumes the output of the op just before it (bn2 or the shortcut's BN):
+            # fused into that output stage, and so is the ReLU after it (one add per output element)
+            std({"op": "eltwise", "ops": e, "params": 0, "in_elems": 2 * e, "out_elems": e, "name": p + "add", "fused": True})
+            out.relu(p + "relu", e, fused=True)
             prev, h, w, bi = width, ho, wo, bi + 1
 
     e = n * prev * h * w
-    std({"op": "pool", "ops": max(e, n * prev), "in_elems": e, "out_elems": n * prev, "name": "pool"})
+    std({"op": "pool", "ops": e, "kernel": h * w, "params": 0, "in_elems": e, "out_elems": n * prev, "name": "pool"})
     std({"op": "linear", "ops": n * prev * num_classes, "params": prev * num_classes + num_classes, "in_channels": prev,
          "out_channels": num_classes, "kernel": 1, "out_pixels": n, "in_elems": n * prev, "out_elems": n * num_classes, "name": "fc"})
     return out.rows
