@@ -224,6 +224,24 @@ def _key(v: Value) -> tuple:
     return (isinstance(v, bool), v)
 
 
+_KEYSETS: dict[int, tuple[tuple, frozenset | None]] = {}
+
+
 def _in(value: Value, choices: tuple) -> bool:
-    """Membership that never confuses a bool with 0/1 (JSON keeps ``1`` and ``1.0`` equal anyway)."""
+    """Membership that never confuses a bool with 0/1 (JSON keeps ``1`` and ``1.0`` equal anyway).
+
+    The keys of hashable choices are kept in a set per choices tuple (a dict lookup instead of a
+    scan: validation runs once per architecture on the cost model's fast path)."""
+    hit = _KEYSETS.get(id(choices))
+    if hit is None or hit[0] is not choices:
+        try:
+            keys: frozenset | None = frozenset(_key(c) for c in choices)
+        except TypeError:
+            keys = None
+        hit = _KEYSETS[id(choices)] = (choices, keys)
+    if hit[1] is not None:
+        try:
+            return (isinstance(value, bool), value) in hit[1]
+        except TypeError:
+            return False
     return any(_key(value) == _key(c) for c in choices)

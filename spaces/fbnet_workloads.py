@@ -93,10 +93,9 @@ def _layer_rows(i: int, op: str, n: int, h: int, w: int, setting: str, bits: tup
     eo = n * cout * ho * wo
     wr.fused(p + "bn3", "norm", eo, 2 * cout)
     if cin == cout and stride == 1:
-        # the residual ``y + x``: a functional call, so it always carries bits (32 unless default_bits)
+        # the residual ``y + x`` (a functional call in the block's forward), fused like BN and ReLU
         wr.rows.append({"op": "eltwise", "ops": eo, "params": 0, "in_elems": 2 * eo, "out_elems": eo,
-                        "name": f"cells.{i}.add", "fused": True, "w_bits": dict(bits).get("w_bits", 32),
-                        "a_bits": dict(bits).get("a_bits", 32)})
+                        "name": f"cells.{i}.add", "fused": True, **wr.bits})
     return tuple(wr.rows), ho, wo
 
 

@@ -154,8 +154,9 @@ class SearchSpace:
         carries what the builder would get besides the shape (``num_classes``)."""
         if self.workloads_fn is None:
             return None
-        fn = resolve(self.workloads_fn)
-        return fn(self.validate(arch), tuple(input_shape), **_accepted(fn, task))
+        fn, names = _resolved(self.workloads_fn)
+        kw = task if names is None else {k: v for k, v in task.items() if k in names}
+        return fn(self.validate(arch), tuple(input_shape), **kw)
 
     def restricted(self, narrow: Mapping[str, Any]) -> "SearchSpace":
         """A copy whose dimensions are narrowed: a list of choices (a subset, for categorical
@@ -242,16 +243,21 @@ def resolve(target: str | Callable) -> Callable:
     return obj
 
 
-def _accepted(fn: Callable, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``fn`` takes (all of them if it has ``**kwargs``), so a plug-in's
-    function written for ``(arch, input_shape)`` keeps working as the platform passes more."""
-    import inspect
+_RESOLVED: dict[Any, tuple[Callable, frozenset | None]] = {}
 
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return dict(kwargs)
-    names = {p.name for p in params}
-    return {k: v for k, v in kwargs.items() if k in names}
+
+def _resolved(target: str | Callable) -> tuple[Callable, frozenset | None]:
+    """(function, keyword names it takes or None for ``**kwargs``), cached: resolving and inspecting
+    once per target keeps ``SearchSpace.workloads`` on the 10,000 architectures/s path."""
+    hit = _RESOLVED.get(target)
+    if hit is None:
+        import inspect
+
+        fn = resolve(target)
+        params = inspect.signature(fn).parameters.values()
+        names = None if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params) else frozenset(p.name for p in params)
+        hit = _RESOLVED[target] = (fn, names)
+    return hit
 
 
 def _qualname(fn: Callable) -> str:

@@ -2,7 +2,8 @@
 
 It shows the three pieces a plug-in provides:
 1. a ``SearchSpace`` factory (registered through the ``abacus.spaces`` entry point);
-2. a builder ``(arch, *, input_shape, num_classes) -> nn.Module``, named in the space;
+2. a builder ``(arch, *, input_shape, num_classes) -> nn.Module``, named in the space, and a
+   ``workloads_fn`` writing the same cost rows without torch (the fast path of the search);
 3. an op abacus has never seen (``SepConv2d``) that describes its own arithmetic to the cost
    model with ``hw_workload`` (a depthwise and a pointwise workload), so it is costed correctly.
 """
@@ -27,4 +28,5 @@ def make_space() -> SearchSpace:
         description="example plug-in: 3 depthwise-separable blocks with a custom op",
         dimensions=dims,
         builder="abacus_example_space.model:build",
+        workloads_fn="abacus_example_space.workloads:sepnet_workloads",
     )

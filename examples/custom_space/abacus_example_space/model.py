@@ -21,15 +21,18 @@ class SepConv2d(nn.Module):
         return self.pointwise(self.depthwise(x))
 
     def hw_workload(self, input_shape: Sequence[int], output_shape: Sequence[int]) -> list[dict]:
-        n, cin, _, _ = input_shape
+        """Shapes are (N, C, H, W) with the batch. No ``w_bits``/``a_bits``: the search's
+        ``hardware.default_bits`` (32 = float when unset) applies, as for standard torch layers."""
+        n, cin, h, w = input_shape
         _, cout, ho, wo = output_shape
         pixels = n * ho * wo
         taps = self.kernel * self.kernel
         return [
-            {"op": "dwconv", "ops": pixels * cin * taps, "w_bits": 32, "a_bits": 32, "params": cin * taps,
-             "in_elems": int(torch.Size(input_shape).numel()), "out_elems": pixels * cin,
+            # the depthwise conv reads the whole input map (H x W, not Ho x Wo: they differ at stride 2)
+            {"op": "dwconv", "ops": pixels * cin * taps, "params": cin * taps,
+             "in_elems": n * cin * h * w, "out_elems": pixels * cin,
              "in_channels": cin, "out_channels": cin, "kernel": taps, "out_pixels": pixels, "name": "depthwise"},
-            {"op": "conv", "ops": pixels * cin * cout, "w_bits": 32, "a_bits": 32, "params": cin * cout,
+            {"op": "conv", "ops": pixels * cin * cout, "params": cin * cout,
              "in_elems": pixels * cin, "out_elems": pixels * cout,
              "in_channels": cin, "out_channels": cout, "kernel": 1, "out_pixels": pixels, "name": "pointwise"},
         ]
