@@ -62,6 +62,10 @@ def estimate(model_or_workloads: Any, input_shape: Sequence[int] | None = None, 
     g = {k: (v[0].item() if isinstance(v, np.ndarray) else v) for k, v in agg.items()}
     util = {"lut": g["lut"] / dev.lut, "ff": g["ff"] / dev.ff, "dsp": g["dsp"] / max(dev.dsp, 1),
             "bram": g["bram"] / max(dev.bram_equiv, 1)}
+    reason = "" if g["feasible"] else infeasible_reason(util, dev, style)
+    if reason:  # a design that cannot be built has no latency or energy: report why instead
+        for k in TIMED_KEYS:
+            g[k] = float("nan")
     return CostReport(
         energy_mj=float(g["energy_mj"]), latency_ms=float(g["latency_ms"]), throughput_fps=float(g["throughput_fps"]) * batch,
         power_w=float(g["power_w"]), lut=float(g["lut"]), ff=float(g["ff"]), dsp=float(g["dsp"]), bram=float(g["bram"]),
@@ -70,8 +74,22 @@ def estimate(model_or_workloads: Any, input_shape: Sequence[int] | None = None, 
         onchip_dynamic_power_w=float(g["onchip_dynamic_power_w"]), energy_compute_mj=float(g["energy_compute_mj"]),
         energy_bram_mj=float(g["energy_bram_mj"]), energy_ddr_mj=float(g["energy_ddr_mj"]),
         energy_static_mj=float(g["energy_static_mj"]), ops=float(g["ops"]), ddr_bytes=float(g["ddr_bytes"]),
-        utilisation=util,
+        utilisation=util, infeasible_reason=reason,
     )
+
+
+# what an infeasible design does not have (NaN in its report and in estimate_batch's arrays)
+TIMED_KEYS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "onchip_dynamic_power_w", "energy_compute_mj",
+              "energy_bram_mj", "energy_ddr_mj", "energy_static_mj")
+
+
+def infeasible_reason(util: Mapping[str, float], dev: DeviceProfile, style: str) -> str:
+    """One line naming each resource over its usable share of ``dev`` (why no design fits)."""
+    caps = {"lut": dev.util_cap, "ff": dev.util_cap, "bram": dev.util_cap, "dsp": dev.dsp_cap}
+    over = [f"{k.upper()} {100 * util[k]:.0f} % of the device (usable {100 * caps[k]:.0f} %)"
+            for k in ("lut", "ff", "dsp", "bram") if util[k] > caps[k] + 1e-9]
+    what = "even the smallest design" if style == "overlay" else "even one lane per layer"
+    return f"infeasible on {dev.name} ({style}): {what} needs " + ", ".join(over) if over else f"infeasible on {dev.name} ({style})"
 
 
 def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, device: str | DeviceProfile = "zcu104", *,
@@ -107,6 +125,8 @@ def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, de
     res = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
     res["throughput_fps"] = res["throughput_fps"] * batch_size
     res["feasible"] = res["feasible"].astype(bool)
+    for k in TIMED_KEYS:  # infeasible designs have no latency or energy (NaN), as in ``estimate``
+        res[k] = np.where(res["feasible"], res[k], np.nan)
     res["folded"] = res["folded"].astype(bool)
     res["n_uncosted"] = n_unc
     return res

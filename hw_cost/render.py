@@ -46,7 +46,7 @@ def format_report(report: CostReport, max_rows: int | None = None) -> str:
         f"(on-chip dynamic {report.onchip_dynamic_power_w:.3g} W)",
         f"resources  LUT {report.lut:,.0f} ({100 * u.get('lut', 0):.1f}%)  FF {report.ff:,.0f} ({100 * u.get('ff', 0):.1f}%)  "
         f"DSP {report.dsp:,.0f} ({100 * u.get('dsp', 0):.1f}%)  BRAM36 {report.bram:,.0f} ({100 * u.get('bram', 0):.1f}%)",
-        f"feasible   {'yes' if report.feasible else 'NO'}",
+        f"feasible   {'yes' if report.feasible else 'NO: ' + (report.infeasible_reason or 'over the device')}",
     ]
     if report.uncosted:
         lines.append(f"uncosted   {len(report.uncosted)}: {', '.join(report.uncosted)}")

@@ -54,6 +54,9 @@ class CostReport:
     ops: float = 0.0
     ddr_bytes: float = 0.0
     utilisation: dict[str, float] = field(default_factory=dict)
+    # why no design fits the device ("" when feasible); an infeasible report's energy, latency,
+    # throughput and power are NaN: a design that cannot be built has none
+    infeasible_reason: str = ""
 
     _SCALARS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram",
                 "onchip_dynamic_power_w", "energy_compute_mj", "energy_bram_mj", "energy_ddr_mj",

@@ -98,6 +98,7 @@ class ExperimentConfig(_Strict):
     space: str
     fixed: dict[str, Any] = Field(default_factory=dict)
     restrict: dict[str, Any] = Field(default_factory=dict)  # label -> subset of choices or [low, high]
+    space_options: dict[str, Any] = Field(default_factory=dict)  # builder options, also given to the space's workloads_fn
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(name="val_accuracy", direction="maximize"), Objective(name="energy_mj", direction="minimize")],
         min_length=1,
@@ -230,6 +231,8 @@ def check_names(cfg: ExperimentConfig) -> None:
         except ValueError as exc:
             raise ConfigError(f"restrict.{label}", "a subset of the dimension's choices or [low, high] inside its range", f"{value!r} ({exc})") from None
     space = space.restricted(cfg.restrict)
+    if cfg.space_options:
+        _check_space_options(space, cfg.space_options)
     for label, value in cfg.fixed.items():
         if label not in space.labels:
             raise ConfigError(f"fixed.{label}", f"a dimension of {cfg.space!r} ({', '.join(space.labels)})", label)
@@ -303,3 +306,19 @@ def check_names(cfg: ExperimentConfig) -> None:
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_space_options(space, options: dict[str, Any]) -> None:
+    """Each ``space_options`` key must be a named keyword of the space's builder (a typo would
+    otherwise vanish into its ``**kwargs``)."""
+    import inspect
+
+    from spaces import resolve
+
+    if space.builder is None:
+        raise ConfigError("space_options", f"no options (space {space.name!r} has no builder)", sorted(options))
+    params = inspect.signature(resolve(space.builder)).parameters
+    named = sorted(n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("arch", "input_shape", "num_classes"))
+    for key in options:
+        if key not in named:
+            raise ConfigError(f"space_options.{key}", f"an option of the builder of {space.name!r} ({', '.join(named) or 'none'})", key)

@@ -77,7 +77,7 @@ class CostModel:
 
         report = hw_cost.estimate(target, (1, *self.input_shape), **self.hardware_kwargs())
         cost = {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}
-        violations = []
+        violations = [] if report.feasible else [report.infeasible_reason]
         for c in self.constraints:
             ok, msg = c.check(cost, self.device)
             if not ok:
@@ -108,7 +108,7 @@ class SearchEngine:
         from search.strategies import make_sampler
 
         cfg = self.cfg
-        self.space = get_space(cfg.space).restricted(cfg.restrict)
+        self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
         dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
         self.input_shape = tuple(int(x) for x in dm.input_shape)
         self.num_classes = int(dm.num_classes)

@@ -52,6 +52,9 @@ class SearchSpace:
     builder: str | Callable | None = None
     workloads_fn: str | Callable | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # builder options (a config's ``space_options``): passed to the builder and to ``workloads_fn``
+    # as keywords, so a network variant is chosen once and both cost paths see it
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dimensions = tuple(self.dimensions)
@@ -155,8 +158,18 @@ class SearchSpace:
         if self.workloads_fn is None:
             return None
         fn, names = _resolved(self.workloads_fn)
+        if self.options:
+            task = {**self.options, **task}
         kw = task if names is None else {k: v for k, v in task.items() if k in names}
         return fn(self.validate(arch), tuple(input_shape), **kw)
+
+    def with_options(self, options: Mapping[str, Any]) -> "SearchSpace":
+        """A copy whose builder and ``workloads_fn`` get these keyword options (``space_options``)."""
+        import dataclasses
+
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise ValueError(f"space_options: expected a mapping of option names to values, found {options!r}")
+        return dataclasses.replace(self, options={**self.options, **options}) if options else self
 
     def restricted(self, narrow: Mapping[str, Any]) -> "SearchSpace":
         """A copy whose dimensions are narrowed: a list of choices (a subset, for categorical
@@ -196,7 +209,7 @@ class SearchSpace:
                 presets[name] = partial
             except (InvalidArchitectureError, ValueError):
                 continue  # a preset outside the narrowed space is dropped
-        return SearchSpace(self.name, dims, self.description, self.builder, self.workloads_fn, presets)
+        return SearchSpace(self.name, dims, self.description, self.builder, self.workloads_fn, presets, dict(self.options))
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -207,6 +220,7 @@ class SearchSpace:
             "workloads_fn": self.workloads_fn if isinstance(self.workloads_fn, str) or self.workloads_fn is None else _qualname(self.workloads_fn),
             "dimensions": [d.to_dict() for d in self.dimensions],
             "presets": {k: dict(v) for k, v in self.presets.items()},
+            **({"options": dict(self.options)} if self.options else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -221,6 +235,7 @@ class SearchSpace:
             builder=d.get("builder"),
             workloads_fn=d.get("workloads_fn"),
             presets=d.get("presets", {}),
+            options=d.get("options", {}),
         )
 
     @classmethod

@@ -21,7 +21,7 @@ def build(space: str | SearchSpace, arch: Mapping[str, Any], **task: Any) -> nn.
     arch = space.validate(arch)
     if space.builder is None:
         raise ValueError(f"space {space_name!r} has no builder; set SearchSpace(builder='package.module:function')")
-    model = resolve(space.builder)(arch, **task)
+    model = resolve(space.builder)(arch, **({**space.options, **task} if space.options else task))
     if not isinstance(model, nn.Module):
         raise TypeError(f"builder of space {space_name!r} must return an nn.Module, returned {type(model).__name__}")
     return model
