@@ -1,18 +1,23 @@
-"""Throughput of the config-level cost path of ``addernet-resnet`` (no torch): architectures / s.
+"""Throughput of the config-level cost path (architecture dict -> CostReport, no torch) vs tracing.
 
-Run:  python benchmarks/space_workloads.py [--archs 10000] [--repeats 3] [--shape 1 1 8 8]
+Run:  python benchmarks/space_workloads.py [--archs 10000] [--repeats 3] [--traced 20] [--spaces addernet-resnet fbnet]
 
-Stages, timed separately on the same sampled architectures (best of ``repeats``):
-  * workloads: ``space.workloads(arch, shape)`` (validation + the pure-Python row writer);
-  * to_array:  ``hw_cost.workloads_to_array`` (dicts -> structured numpy table);
-  * estimate:  ``hw_cost.estimate_batch`` on that table (the numpy engine);
-  * end to end: the three together (the >= 10,000 arch/s target of the config-level fast path).
-Also reports whether torch was imported (it must not be).
+For each space with a ``workloads_fn``, on the same sampled architectures (best of ``repeats``):
+  * workloads:  ``space.workloads(arch, shape)`` (validation + the space's row writer);
+  * to_array:   ``hw_cost.workloads_to_array`` (rows -> structured numpy table; read-only rows a
+                writer shares between architectures are converted once);
+  * reports:    ``hw_cost.estimate_reports`` on that table (numpy engine + one summary CostReport each);
+  * end to end: the three together, architectures per second (target: >= 10,000 on an idle core);
+  * the peer:   ``supernets.build`` + ``hw_cost.estimate`` (trace) per architecture, on ``--traced`` of
+                them, and the ratio end-to-end / traced (the same machine, the same run).
+Prints the load average: the machine these figures come from is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -21,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hw_cost  # noqa: E402
 import spaces  # noqa: E402
+
+SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32)}
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
@@ -32,29 +39,54 @@ def best_of(fn, repeats: int) -> tuple[float, object]:
     return best, out
 
 
+def sample(sp, n: int) -> list[dict]:
+    rng = random.Random(0)
+    out = []
+    while len(out) < n:
+        a = sp.sample(rng)
+        if sp.name == "addernet-resnet":
+            a = sp.complete({**a, "manidp.enabled": False})   # dynamic nets are costed on measured data
+        out.append(a)
+    return out
+
+
+def bench(name: str, n: int, repeats: int, traced: int, device: str) -> None:
+    sp = spaces.get_space(name)
+    shape = SHAPES.get(name, (1, 3, 32, 32))
+    archs = sample(sp, n)
+    t_wl, wls = best_of(lambda: [sp.workloads(x, shape) for x in archs], repeats)
+    t_arr, (arr, _, _) = best_of(lambda: hw_cost.workloads_to_array(wls), repeats)
+    t_rep, reps = best_of(lambda: hw_cost.estimate_reports(arr, device=device, n_arch=len(archs)), repeats)
+    total = t_wl + t_arr + t_rep
+    print(f"{name}: {n} architectures at {shape}, {arr.size / n:.1f} rows/arch, device {device}")
+    print(f"  workloads (space.workloads)       : {n / t_wl:12,.0f} arch/s")
+    print(f"  workloads_to_array                : {n / t_arr:12,.0f} arch/s")
+    print(f"  estimate_reports (engine+reports) : {n / t_rep:12,.0f} arch/s")
+    print(f"  end to end (arch -> CostReport)   : {n / total:12,.0f} arch/s   torch imported: {'torch' in sys.modules}")
+    if traced:
+        import supernets
+
+        sub = archs[:traced]
+        t0 = time.perf_counter()
+        for a in sub:
+            hw_cost.estimate(supernets.build(sp, a, input_shape=shape[1:]), shape, device=device)
+        t_tr = (time.perf_counter() - t0) / len(sub)
+        print(f"  peer: build + trace + estimate    : {1 / t_tr:12,.1f} arch/s   -> fast path x{t_tr * n / total:,.0f}")
+    print(f"  mean latency {sum(r.latency_ms for r in reps) / len(reps):.4g} ms")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--shape", type=int, nargs=4, default=(1, 1, 8, 8))
+    ap.add_argument("--traced", type=int, default=20, help="architectures costed by tracing, for the ratio (0: skip)")
+    ap.add_argument("--spaces", nargs="+", default=list(SHAPES))
     ap.add_argument("--device", default="zcu104")
     a = ap.parse_args(argv)
-    sp = spaces.get_space("addernet-resnet")
-    shape = tuple(a.shape)
-    archs = [sp.complete({**sp.sample(i), "manidp.enabled": False}) for i in range(a.archs)]
-
-    t_wl, wls = best_of(lambda: [sp.workloads(x, shape) for x in archs], a.repeats)
-    t_arr, (arr, _, _) = best_of(lambda: hw_cost.workloads_to_array(wls), a.repeats)
-    t_est, res = best_of(lambda: hw_cost.estimate_batch(arr, device=a.device, n_arch=len(archs)), a.repeats)
-    total = t_wl + t_arr + t_est
-    n = len(archs)
-    print(f"addernet-resnet config-level cost path, {n} architectures at {shape}, {arr.size / n:.1f} rows/arch, device {a.device}")
-    print(f"  workloads (space.workloads)     : {n / t_wl:12,.0f} arch/s  ({t_wl * 1e3:8.1f} ms)")
-    print(f"  workloads_to_array              : {n / t_arr:12,.0f} arch/s  ({t_arr * 1e3:8.1f} ms)")
-    print(f"  estimate_batch (array)          : {n / t_est:12,.0f} arch/s  ({t_est * 1e3:8.1f} ms)")
-    print(f"  end to end (config -> estimate) : {n / total:12,.0f} arch/s  ({total * 1e3:8.1f} ms)")
-    print(f"  mean energy {res['energy_mj'].mean():.4g} mJ, mean latency {res['latency_ms'].mean():.4g} ms")
-    print(f"  torch imported: {'torch' in sys.modules}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name in a.spaces:
+        bench(name, a.archs, a.repeats, a.traced, a.device)
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ dicts; imports torch on first use), ``CostReport``, ``list_devices``, ``get_devi
 for the CLI and the search. Formulas and sources: docs/cost-model.md.
 """
 
-from .api import estimate, estimate_batch
+from .api import estimate, estimate_batch, estimate_reports
 from .devices import DeviceProfile, get_device, list_devices, load_device_yaml, register_device
 from .energy import HOROWITZ, HorowitzAnchors, e_add, e_adder_kernel, e_mac, e_mul, e_xnor_popcount
 from .params import DEFAULT_PARAMS, CostParams
@@ -14,7 +14,7 @@ from .report import CostReport, LayerRow
 from .workload import OP_NAMES, WORKLOAD_DTYPE, workloads_to_array
 
 __all__ = [
-    "estimate", "estimate_batch", "CostReport", "LayerRow", "DeviceProfile", "get_device", "list_devices",
+    "estimate", "estimate_batch", "estimate_reports", "CostReport", "LayerRow", "DeviceProfile", "get_device", "list_devices",
     "load_device_yaml", "register_device", "CostParams", "DEFAULT_PARAMS", "HorowitzAnchors", "HOROWITZ",
     "e_add", "e_mul", "e_mac", "e_adder_kernel", "e_xnor_popcount", "OP_NAMES", "WORKLOAD_DTYPE",
     "workloads_to_array", "trace_workloads",

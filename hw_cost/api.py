@@ -130,3 +130,33 @@ def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, de
     res["folded"] = res["folded"].astype(bool)
     res["n_uncosted"] = n_unc
     return res
+
+
+def estimate_reports(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, device: str | DeviceProfile = "zcu104", *,
+                     style: str = "overlay", pe_array: tuple[int, int] | None = None, default_bits: int | None = None,
+                     mult_impl: str = "auto", params: CostParams | Mapping[str, Any] | None = None,
+                     n_arch: int | None = None, batch_size: int = 1) -> list[CostReport]:
+    """One summary ``CostReport`` per architecture from the batch engine (``estimate_batch``'s numbers).
+
+    The fast path from architectures to reports: the totals, resources, utilisation, feasibility and
+    infeasibility reason of each, without per-layer rows (``rows`` is empty; ``estimate`` on one
+    architecture gives them, with the same totals)."""
+    dev = get_device(device)
+    res = estimate_batch(batch, dev, style=style, pe_array=pe_array, default_bits=default_bits, mult_impl=mult_impl,
+                         params=params, n_arch=n_arch, batch_size=batch_size)
+    cols = {k: res[k].tolist() for k in res}
+    caps = {"lut": float(dev.lut), "ff": float(dev.ff), "dsp": float(max(dev.dsp, 1)), "bram": float(max(dev.bram_equiv, 1))}
+    out = []
+    for i in range(len(cols["latency_ms"])):
+        util = {k: cols[k][i] / caps[k] for k in caps}
+        feasible = bool(cols["feasible"][i])
+        out.append(CostReport(
+            energy_mj=cols["energy_mj"][i], latency_ms=cols["latency_ms"][i], throughput_fps=cols["throughput_fps"][i],
+            power_w=cols["power_w"][i], lut=cols["lut"][i], ff=cols["ff"][i], dsp=cols["dsp"][i], bram=cols["bram"][i],
+            feasible=feasible, device=dev.name, style=style, mult_impl=mult_impl,
+            pe_array=(int(cols["pe_in"][i]), int(cols["pe_out"][i])), folded=bool(cols["folded"][i]), lanes=cols["lanes"][i],
+            onchip_dynamic_power_w=cols["onchip_dynamic_power_w"][i], energy_compute_mj=cols["energy_compute_mj"][i],
+            energy_bram_mj=cols["energy_bram_mj"][i], energy_ddr_mj=cols["energy_ddr_mj"][i],
+            energy_static_mj=cols["energy_static_mj"][i], ops=cols["ops"][i], ddr_bytes=cols["ddr_bytes"][i],
+            utilisation=util, infeasible_reason="" if feasible else infeasible_reason(util, dev, style)))
+    return out

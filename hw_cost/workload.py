@@ -8,6 +8,7 @@ parity between them holds by construction and is tested.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -118,6 +119,68 @@ def _row_checked(ai: int, li: int, d: Any, n_batch: int, dbits: float) -> tuple[
     return name, row, None
 
 
+# Read-only rows (``types.MappingProxyType``) a space's ``workloads_fn`` shares between calls are
+# converted once per (row, default_bits): the table keeps them alive, so an id is never reused.
+_FROZEN = MappingProxyType
+_FROZEN_IDX: dict[tuple[int, float], int] = {}
+_FROZEN_KEEP: list[Any] = []
+_FROZEN_ROWS: list[tuple] = []
+_FROZEN_NAMES: list[str] = []
+_FROZEN_TABLE: list[np.ndarray] = [np.zeros(0, dtype=np.dtype([]))]
+_FROZEN_MAX = 200_000
+
+
+def _frozen_index(d: Any, dbits: float) -> int:
+    key = (id(d), dbits)
+    i = _FROZEN_IDX.get(key)
+    if i is None:
+        name, row, unc = _row_checked(0, len(_FROZEN_ROWS), d, 1, dbits)
+        if row is None:
+            return -1
+        i = _FROZEN_IDX[key] = len(_FROZEN_ROWS)
+        _FROZEN_KEEP.append(d)
+        _FROZEN_ROWS.append(row)
+        _FROZEN_NAMES.append(name)
+    return i
+
+
+def _frozen_batch(batch: Sequence[Sequence[Any]], dbits: float) -> tuple[np.ndarray, list[list[str]]] | None:
+    """The structured array of a batch made only of read-only rows, by index into a table of rows
+    converted once (no per-row Python conversion after the first time a row is seen); None when a
+    row is not read-only or not costed (the general path then handles the batch)."""
+    if len(_FROZEN_ROWS) > _FROZEN_MAX:
+        _FROZEN_IDX.clear(), _FROZEN_KEEP.clear(), _FROZEN_ROWS.clear(), _FROZEN_NAMES.clear()
+        _FROZEN_TABLE[0] = np.zeros(0, dtype=WORKLOAD_DTYPE)
+    idx: list[int] = []
+    counts: list[int] = []
+    get = _FROZEN_IDX.get
+    for wls in batch:
+        if isinstance(wls, Mapping) or isinstance(wls, (str, bytes)):
+            return None
+        n0 = len(idx)
+        for d in wls:
+            if type(d) is not _FROZEN:
+                return None
+            i = get((id(d), dbits))
+            if i is None:
+                i = _frozen_index(d, dbits)
+                if i < 0:
+                    return None
+            idx.append(i)
+        counts.append(len(idx) - n0)
+    table = _FROZEN_TABLE[0]
+    if table.size < len(_FROZEN_ROWS):
+        table = _FROZEN_TABLE[0] = np.array(_FROZEN_ROWS, dtype=WORKLOAD_DTYPE)
+    ii = np.fromiter(idx, dtype=np.int64, count=len(idx))
+    arr = table[ii]
+    arr["arch"] = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    names, k = [], 0
+    for c in counts:
+        names.append([_FROZEN_NAMES[j] for j in idx[k:k + c]])
+        k += c
+    return arr, names
+
+
 def workloads_to_array(batch: Sequence[Sequence[Mapping[str, Any]]], default_bits: int | None = None,
                        ) -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
     """Lists of workload dicts (one list per architecture) -> (structured array, names, uncosted).
@@ -128,10 +191,13 @@ def workloads_to_array(batch: Sequence[Sequence[Mapping[str, Any]]], default_bit
     builds the rows; any row it cannot take (or that fails the numeric checks) is redone by the
     checked path, which raises the one-line error.
     """
+    dbits = 32.0 if default_bits is None else float(default_bits)
+    fast = _frozen_batch(batch, dbits)
+    if fast is not None:
+        return fast[0], fast[1], [[] for _ in batch]
     rows: list[tuple] = []
     names: list[list[str]] = []
     uncosted: list[list[str]] = []
-    dbits = 32.0 if default_bits is None else float(default_bits)
     nb = len(batch)
     code = OP_CODE
     alias = ALIASES

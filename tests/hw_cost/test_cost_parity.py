@@ -72,3 +72,16 @@ def test_winograd_adder_cheaper_than_direct_adder():
     assert w.rows[0].cycles < d.rows[0].cycles  # 16 ops per 2x2 tile vs 36
     assert w.energy_compute_mj < d.energy_compute_mj  # transforms included
     assert w.lut > d.lut  # transform adders cost logic
+
+
+def test_estimate_reports_equal_single_estimates():
+    from hwc_workloads import resnet
+
+    nets = [resnet("conv", 8), resnet("adder_conv", 8), resnet("conv", 16, widths=(8, 16, 32))]
+    reports = hw_cost.estimate_reports(nets, device="zcu104")
+    for wl, rep in zip(nets, reports):
+        one = hw_cost.estimate(wl, None, device="zcu104")
+        for k in ("energy_mj", "latency_ms", "lut", "dsp", "bram", "power_w"):
+            assert getattr(rep, k) == pytest.approx(getattr(one, k), rel=1e-9)
+        assert rep.feasible == one.feasible and rep.pe_array == one.pe_array and rep.rows == []
+        assert rep.utilisation == pytest.approx(one.utilisation)
