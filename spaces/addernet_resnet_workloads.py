@@ -35,6 +35,8 @@ active ratios, so it is costed by building and tracing it (``search/engine.py`` 
 
 from __future__ import annotations
 
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 # Mirrors supernets/resnet.py (kept here: spaces must not import supernets, which imports torch).
@@ -153,7 +155,7 @@ def _conv_workload(op: str, n: int, cin: int, cout: int, kk: int, pix: int, ie: 
 
 
 def addernet_resnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 10,
-                              default_bits: int | None = None) -> list[dict] | None:
+                              default_bits: int | None = None) -> list[Mapping[str, Any]] | None:
     """Workload dicts of ``addernet-resnet`` architecture ``arch`` on input ``(N, C, H, W)``.
 
     ``arch`` is a validated architecture of the space (``SearchSpace.workloads`` validates it).
@@ -161,47 +163,78 @@ def addernet_resnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int
     ``num_classes``: classifier outputs (not in ``input_shape``; 10 when the caller does not say).
     ``default_bits``: bits written on standard torch layers' rows; None leaves them out so the
     consumer's ``default_bits`` applies (see the module docstring).
+
+    The rows of the stem, of each stage and of the head depend only on a few numbers, so they are
+    built once and cached as read-only mappings (``types.MappingProxyType``): an architecture's
+    list is a concatenation of cached blocks, and ``hw_cost.workloads_to_array`` converts each
+    distinct row once. Copy a row (``dict(row)``) to change it.
     """
     if arch.get("manidp.enabled"):
         return None
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes: expected a positive int, found {num_classes!r}")
     n, c, h, w = _check_shape(input_shape)
-    out = _Rows(default_bits)
-    std = out.std
-
-    # stem: nn.Conv2d(C, width0, 3, 1, 1) + BN + ReLU
+    db = None if default_bits is None else int(default_bits)
     width0 = stage_width(BASE_WIDTHS[0], float(arch["stage1.width"]))
+    rows = list(_stem_rows(n, c, h, w, width0, db))
+    prev, bi = width0, 0
+    for s in (1, 2, 3):
+        blocks = int(arch[f"stage{s}.blocks"])
+        width = stage_width(BASE_WIDTHS[s - 1], float(arch[f"stage{s}.width"]))
+        block, h, w = _stage_rows(s, arch[f"stage{s}.op"], int(arch.get(f"stage{s}.bits", 32)), width, blocks, prev,
+                                  n, h, w, bi, db)
+        rows += block
+        prev, bi = width, bi + blocks
+    rows += _head_rows(n, prev, h, w, num_classes, db)
+    return rows
+
+
+def _frozen(rows: list[dict]) -> tuple:
+    return tuple(MappingProxyType(d) for d in rows)
+
+
+@lru_cache(maxsize=1024)
+def _stem_rows(n: int, c: int, h: int, w: int, width0: int, db: int | None) -> tuple:
+    """nn.Conv2d(C, width0, 3, 1, 1) + BN + ReLU."""
+    out = _Rows(db)
     out.conv_op("stem.0", "conv", 32, n, c, width0, h, w, 3, 1)
     e = n * width0 * h * w
     out.norm("stem.1", e, width0)
     out.relu("stem.2", e, fused=True)
+    return _frozen(out.rows)
 
-    prev, bi = width0, 0
-    for s in (1, 2, 3):
-        op = arch[f"stage{s}.op"]
-        bits = int(arch.get(f"stage{s}.bits", 32))
-        width = stage_width(BASE_WIDTHS[s - 1], float(arch[f"stage{s}.width"]))
-        for b in range(int(arch[f"stage{s}.blocks"])):
-            stride = STRIDES[s - 1] if b == 0 else 1
-            p = f"blocks.{bi}."
-            ho, wo = out.conv_op(p + "conv1", op, bits, n, prev, width, h, w, 3, stride)
-            e = n * width * ho * wo
-            out.norm(p + "bn1", e, width)
-            out.relu(p + "relu", e, fused=True)
-            out.conv_op(p + "conv2", op, bits, n, width, width, ho, wo, 3, 1)
-            out.norm(p + "bn2", e, width)
-            if stride != 1 or prev != width:  # shortcut op1x1 + BN runs after bn2: the add then consumes its output
-                out.conv_op(p + "shortcut.0", op, bits, n, prev, width, h, w, 1, stride)
-                out.norm(p + "shortcut.1", e, width)
-            # the residual add consumes the output of the op just before it (bn2 or the shortcut's BN):
-            # fused into that output stage, and so is the ReLU after it (one add per output element)
-            std({"op": "eltwise", "ops": e, "params": 0, "in_elems": 2 * e, "out_elems": e, "name": p + "add", "fused": True})
-            out.relu(p + "relu", e, fused=True)
-            prev, h, w, bi = width, ho, wo, bi + 1
 
+@lru_cache(maxsize=8192)
+def _stage_rows(s: int, op: str, bits: int, width: int, blocks: int, prev: int, n: int, h: int, w: int, bi: int,
+                db: int | None) -> tuple[tuple, int, int]:
+    """The basic blocks of stage ``s`` (block indices from ``bi``); returns (rows, Ho, Wo)."""
+    out = _Rows(db)
+    for b in range(blocks):
+        stride = STRIDES[s - 1] if b == 0 else 1
+        p = f"blocks.{bi}."
+        ho, wo = out.conv_op(p + "conv1", op, bits, n, prev, width, h, w, 3, stride)
+        e = n * width * ho * wo
+        out.norm(p + "bn1", e, width)
+        out.relu(p + "relu", e, fused=True)
+        out.conv_op(p + "conv2", op, bits, n, width, width, ho, wo, 3, 1)
+        out.norm(p + "bn2", e, width)
+        if stride != 1 or prev != width:  # shortcut op1x1 + BN runs after bn2: the add then consumes its output
+            out.conv_op(p + "shortcut.0", op, bits, n, prev, width, h, w, 1, stride)
+            out.norm(p + "shortcut.1", e, width)
+        # the residual add consumes the output of the op just before it (bn2 or the shortcut's BN):
+        # fused into that output stage, and so is the ReLU after it (one add per output element)
+        out.std({"op": "eltwise", "ops": e, "params": 0, "in_elems": 2 * e, "out_elems": e, "name": p + "add", "fused": True})
+        out.relu(p + "relu", e, fused=True)
+        prev, h, w, bi = width, ho, wo, bi + 1
+    return _frozen(out.rows), h, w
+
+
+@lru_cache(maxsize=1024)
+def _head_rows(n: int, prev: int, h: int, w: int, num_classes: int, db: int | None) -> tuple:
+    """Global average pooling (a window of H x W per output) and the classifier."""
+    out = _Rows(db)
     e = n * prev * h * w
-    std({"op": "pool", "ops": e, "kernel": h * w, "params": 0, "in_elems": e, "out_elems": n * prev, "name": "pool"})
-    std({"op": "linear", "ops": n * prev * num_classes, "params": prev * num_classes + num_classes, "in_channels": prev,
-         "out_channels": num_classes, "kernel": 1, "out_pixels": n, "in_elems": n * prev, "out_elems": n * num_classes, "name": "fc"})
-    return out.rows
+    out.std({"op": "pool", "ops": e, "kernel": h * w, "params": 0, "in_elems": e, "out_elems": n * prev, "name": "pool"})
+    out.std({"op": "linear", "ops": n * prev * num_classes, "params": prev * num_classes + num_classes, "in_channels": prev,
+             "out_channels": num_classes, "kernel": 1, "out_pixels": n, "in_elems": n * prev, "out_elems": n * num_classes, "name": "fc"})
+    return _frozen(out.rows)
