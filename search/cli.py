@@ -132,6 +132,7 @@ def cost(
     pe_array: Optional[str] = typer.Option(None, "--pe-array", help="fixed PE array P_in,P_out (default: sized to the device)"),
     bits: Optional[int] = typer.Option(None, "--bits", help="default bits for layers that do not state theirs"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    space_option: Optional[list[str]] = typer.Option(None, "--space-option", help="KEY=VALUE builder option, as a config's space_options (repeatable)"),
 ) -> None:
     """Cost one architecture (or an exported model) on an FPGA: per-layer table and totals."""
     import hw_cost
@@ -158,6 +159,12 @@ def cost(
             _fail("--space: expected a space name (or --model DIR), found nothing")
         try:
             s = sp.get_space(space)
+            if space_option:
+                from search.config import check_space_options
+
+                opts = _space_options(space_option)
+                check_space_options(s, opts)
+                s = s.with_options(opts)
             a = _parse_arch(s, arch)
         except ValueError as exc:
             _fail(str(exc))
@@ -182,6 +189,20 @@ def cost(
         from hw_cost.render import format_report
 
         typer.echo(format_report(report))
+
+
+def _space_options(items: list[str]) -> dict:
+    """``["setting=imagenet", "width=2"]`` -> ``{"setting": "imagenet", "width": 2}`` (JSON values, else text)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--space-option: expected KEY=VALUE, found {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _int_tuple(text: str | None, option: str, form: str) -> tuple[int, ...] | None:

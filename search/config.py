@@ -232,7 +232,7 @@ def check_names(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"restrict.{label}", "a subset of the dimension's choices or [low, high] inside its range", f"{value!r} ({exc})") from None
     space = space.restricted(cfg.restrict)
     if cfg.space_options:
-        _check_space_options(space, cfg.space_options)
+        check_space_options(space, cfg.space_options)
     for label, value in cfg.fixed.items():
         if label not in space.labels:
             raise ConfigError(f"fixed.{label}", f"a dimension of {cfg.space!r} ({', '.join(space.labels)})", label)
@@ -308,7 +308,7 @@ def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def _check_space_options(space, options: dict[str, Any]) -> None:
+def check_space_options(space, options: dict[str, Any]) -> None:
     """Each ``space_options`` key must be a named keyword of the space's builder (a typo would
     otherwise vanish into its ``**kwargs``)."""
     import inspect

@@ -134,3 +134,77 @@ def test_import_hw_cost_does_not_import_torch():
     code = "import sys, hw_cost, hw_cost.render, hw_cost.constraints; assert 'torch' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("pathlib").Path(hw_cost.__file__).parents[1]))
     assert out.returncode == 0, out.stderr
+
+
+class ModuleNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(4, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU()
+        self.dw = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False)
+        self.pool, self.fc = nn.AvgPool2d(2), nn.Linear(8 * 2 * 2, 5)
+
+    def forward(self, x):
+        y = self.act(self.bn(self.conv(x)))
+        y = self.pool(self.act(self.dw(y)))
+        return self.fc(torch.flatten(y, 1))
+
+
+class FunctionalNet(ModuleNet):
+    """The same network written with functional calls (and Python's sum for nothing)."""
+
+    def forward(self, x):
+        bn = self.bn
+        y = F.relu(F.batch_norm(F.conv2d(x, self.conv.weight, None, 1, 1), bn.running_mean, bn.running_var, bn.weight, bn.bias))
+        y = F.avg_pool2d(F.relu(F.conv2d(y, self.dw.weight, None, 2, 1, 1, 8)), 2)
+        y = sum([y])                    # 0 + y: no arithmetic
+        return F.linear(torch.flatten(y, 1), self.fc.weight, self.fc.bias)
+
+
+def test_functional_and_module_forms_cost_the_same():
+    keys = ("energy_mj", "latency_ms", "lut", "dsp", "bram", "ops", "ddr_bytes")
+    a, b = ModuleNet(), FunctionalNet()
+    b.load_state_dict(a.state_dict())
+    ra, rb = hw_cost.estimate(a, (1, 4, 8, 8)), hw_cost.estimate(b, (1, 4, 8, 8))
+    assert [r.op for r in ra.rows] == [r.op for r in rb.rows] == ["conv", "norm", "eltwise", "dwconv", "eltwise", "pool", "linear"]
+    for k in keys:
+        assert getattr(ra, k) == pytest.approx(getattr(rb, k), rel=1e-12), k
+
+
+class ZeroInLeaf(nn.Module):
+    def forward(self, x):
+        return x + x.mul(0)
+
+
+class ZeroInContainer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.leaf = ZeroInLeaf()
+
+    def forward(self, x):
+        return self.leaf(self.conv(x)) + self.conv(x).mul(0)
+
+
+def test_zero_ops_are_free_wherever_written():
+    wls, unc = trace_workloads(ZeroInContainer(), (1, 3, 4, 4))
+    names = [d["name"] for d in wls]
+    assert not unc and not any("mul" in n for n in names)     # x * 0 is a constant: no row, in a leaf or not
+    assert "leaf.add" in names                                # the add in the leaf is costed like one in a container
+
+
+def test_pool_costs_a_window_reduction_not_a_conv():
+    from hwc_workloads import conv
+
+    c = conv("conv", 16, 16, 32, bits=8)
+    pool = dict(name="pool", op="pool", ops=16 * 32 * 32 * 9, kernel=9, in_elems=16 * 32 * 32, out_elems=16 * 32 * 32,
+                w_bits=8, a_bits=8)
+    rc = hw_cost.estimate([c], None, pe_array=(16, 16))
+    rp = hw_cost.estimate([pool], None, pe_array=(16, 16))
+    # one output per lane per cycle through a 16-input adder tree (9 <= 16): a ninth of the conv's cycles
+    assert rp.rows[0].cycles - 1000 == pytest.approx((rc.rows[0].cycles - 1000) / 9)
+
+
+def test_trace_restores_threads_and_is_public():
+    n = torch.get_num_threads()
+    hw_cost.trace_workloads(ModuleNet(), (1, 4, 8, 8))
+    assert torch.get_num_threads() == n and hw_cost.trace_workloads.__module__ == "hw_cost.trace"

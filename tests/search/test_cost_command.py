@@ -57,3 +57,24 @@ def test_cost_of_an_exported_model(tmp_path):
     assert res.returncode == 0, res.stderr
     direct = _abacus("cost", "--space", "addernet-resnet", "--arch", "resnet20-adder", "--json", cwd=tmp_path)
     assert json.loads(res.stdout)["energy_mj"] == json.loads(direct.stdout)["energy_mj"]
+
+
+def test_cost_gives_the_search_numbers_with_space_options(tmp_path):
+    """`abacus cost` traces; the search uses the space's workloads_fn: same numbers, same options."""
+    import hw_cost
+    import spaces
+
+    root = Path(__file__).resolve().parents[2]
+    res = _abacus("cost", "--space", "fbnet", "--arch", "all-k5_e6", "--input-shape", "3,64,64", "--num-classes", "7",
+                  "--space-option", "setting=imagenet", "--device", "zc706-hwnasbench", "--json", cwd=root)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    sp = spaces.get_space("fbnet").with_options({"setting": "imagenet"})
+    fast = hw_cost.estimate(sp.workloads(sp.preset("all-k5_e6"), (1, 3, 64, 64), num_classes=7), None, device="zc706-hwnasbench")
+    import pytest
+
+    assert rep["latency_ms"] == pytest.approx(fast.latency_ms, rel=1e-12)
+    assert rep["energy_mj"] == pytest.approx(fast.energy_mj, rel=1e-12)
+    assert any(r["name"] == "header.conv" for r in rep["rows"])
+    bad = _abacus("cost", "--space", "fbnet", "--space-option", "settng=imagenet", cwd=root)
+    assert bad.returncode == 2 and "space_options.settng" in bad.stderr and "Traceback" not in bad.stderr
