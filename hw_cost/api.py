@@ -117,9 +117,7 @@ def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, de
     for lo in range(0, max(n, 1) if n else 0, chunk):
         hi = min(n, lo + chunk)
         a, b = np.searchsorted(arch, lo, "left"), np.searchsorted(arch, hi, "left")
-        sub = arr[a:b].copy()
-        sub["arch"] -= lo
-        agg, _ = run_engine(sub, hi - lo, dev, prm, style=style, pe_array=pe_array, mult_impl=mult_impl)
+        agg, _ = run_engine(arr[a:b], hi - lo, dev, prm, style=style, pe_array=pe_array, mult_impl=mult_impl, arch_offset=lo)
         for k in BATCH_KEYS:
             out[k].append(np.asarray(agg[k], dtype=np.float64))
     res = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}

@@ -20,6 +20,10 @@ from .workload import ADD, MAC_KINDS, MOVE, MUL, NONE, OP_IS_DW, OP_IS_POOL, OP_
 STYLES = ("overlay", "dataflow")
 MULT_IMPLS = ("auto", "dsp", "lut")
 _NS = len(SFU_CLASSES)
+# kind -> flag tables (a gather is far cheaper than np.isin on every row)
+_IS_MAC = np.isin(np.arange(6), MAC_KINDS)
+_IS_VECMOVE = np.isin(np.arange(6), (VEC, MOVE))
+_IS_FUSABLE = np.isin(np.arange(6), (VEC, MOVE, NONE))
 
 
 def _ceil(x):
@@ -91,7 +95,8 @@ def _fold_sequence(pe: tuple[int, int]) -> list[tuple[int, int]]:
 
 
 def run_engine(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, style: str = "overlay",
-               pe_array: tuple[int, int] | int | None = None, mult_impl: str = "auto") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+               pe_array: tuple[int, int] | int | None = None, mult_impl: str = "auto",
+               arch_offset: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Cost every architecture in ``arr``; returns (per-architecture arrays, per-layer arrays)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
@@ -99,7 +104,7 @@ def run_engine(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, 
         raise ValueError(f"mult_impl must be one of {MULT_IMPLS}, got {mult_impl!r}")
     if pe_array is None:
         pe_array = dev.pe_array  # a board profile that describes one fixed design
-    L = _layer_terms(arr, n_arch, dev, p)
+    L = _layer_terms(arr, n_arch, dev, p, arch_offset)
     if style == "overlay":
         return _overlay(L, n_arch, dev, p, pe_array, mult_impl)
     return _dataflow(L, n_arch, dev, p, pe_array, mult_impl)
@@ -109,16 +114,18 @@ def run_engine(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, 
 # per-layer terms shared by both styles
 # --------------------------------------------------------------------------------------------
 
-def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams) -> dict[str, Any]:
+def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, arch_offset: int = 0) -> dict[str, Any]:
     op = arr["op"].astype(np.int64)
     arch = arr["arch"].astype(np.int64)
+    if arch_offset:
+        arch -= arch_offset
     kind = OP_KIND[op].astype(np.int64)
     sfu = OP_SFU[op].astype(np.int64)
     wb = arr["w_bits"].astype(np.float64)
     ab = arr["a_bits"].astype(np.float64)
     flt = arr["is_float"].astype(bool)
     ratio = arr["active_ratio"].astype(np.float64)
-    fused = arr["fused"].astype(bool) & np.isin(kind, (VEC, MOVE, NONE))
+    fused = arr["fused"].astype(bool) & _IS_FUSABLE[kind]
     cin, cout = arr["in_channels"].astype(np.float64), arr["out_channels"].astype(np.float64)
     K = np.maximum(arr["kernel"].astype(np.float64), 1.0)
     pix = arr["out_pixels"].astype(np.float64)
@@ -171,14 +178,14 @@ def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams
 def _kind_stats(L: dict[str, Any], n_arch: int):
     """Per architecture and MAC kind: ops, presence, widest bits, float flag; per SFU class: presence, bits."""
     arch, kind = L["arch"], L["kind"]
-    mac = np.isin(kind, MAC_KINDS)
+    mac = _IS_MAC[kind]
     key = arch[mac] * 3 + kind[mac]
     kops = np.bincount(key, weights=L["ops_eff"][mac], minlength=3 * n_arch).astype(np.float64).reshape(n_arch, 3)
     kcnt = np.bincount(key, minlength=3 * n_arch).reshape(n_arch, 3)
     ka = np.zeros(3 * n_arch); np.maximum.at(ka, key, L["ab"][mac])
     kw = np.zeros(3 * n_arch); np.maximum.at(kw, key, L["wb"][mac])
     kf = np.zeros(3 * n_arch); np.maximum.at(kf, key, L["flt"][mac].astype(np.float64))
-    vm = np.isin(kind, (VEC, MOVE)) & ~L["fused"]   # fused ops run in the array's output stage: no unit of their own
+    vm = _IS_VECMOVE[kind] & ~L["fused"]   # fused ops run in the array's output stage: no unit of their own
     skey = arch[vm] * _NS + L["sfu"][vm]
     scnt = np.bincount(skey, minlength=_NS * n_arch).reshape(n_arch, _NS)
     sa = np.zeros(_NS * n_arch); np.maximum.at(sa, skey, L["ab"][vm])
@@ -333,7 +340,7 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
     red = np.where(L["dw"], _ceil(mK / np.maximum(pin_l, float(dev.dw_window_taps))),
                    np.where(cin >= pin_l, _ceil(cin / pin_l) * mK, _ceil(cin * mK / pin_l)))
     comp_mac = np.where(L["has_ch"], _ceil(cout / pout_l) * red * mpix, _ceil(L["ops"] / (pin_l * pout_l)))
-    ismac = np.isin(kind, MAC_KINDS)
+    ismac = _IS_MAC[kind]
     vec = _ceil(L["vec_work"] / V_l) * np.where(L["is_pool"], _ceil(L["pool_win"] / pin_l), 1.0)
     comp = np.where(ismac, comp_mac, vec) * L["ratio"]
     comp = np.where(idle, _ceil(L["side"] / V_l), comp)
@@ -418,7 +425,7 @@ def _df_prepare(L, A, dev: DeviceProfile, p: CostParams) -> dict[str, Any]:
     """Candidate-independent terms of the dataflow style."""
     counts, starts, arch, kind = L["counts"], L["starts"], L["arch"], L["kind"]
     eng = ~L["idle"]
-    ismac = np.isin(kind, MAC_KINDS)
+    ismac = _IS_MAC[kind]
     pool_red = np.where(L["is_pool"], _ceil(L["pool_win"] / float(p.dataflow_simd)), 1.0)
     work = np.where(ismac, L["ops_eff"], L["vec_work"] * pool_red * L["ratio"])
     work = np.where(eng, work, 0.0)
@@ -444,7 +451,7 @@ def _df_prepare(L, A, dev: DeviceProfile, p: CostParams) -> dict[str, Any]:
     fill_frac = np.where(L["pix"] > 1, lb_frac, np.where(ismac, 1.0, 0.0))
     a, w, f = L["ab"], L["wb"], L["flt"]
     sidx = np.clip(L["sfu"], 0, _NS - 1)
-    vecm = np.isin(kind, (VEC, MOVE)) & eng
+    vecm = _IS_VECMOVE[kind] & eng
     mul = (kind == MUL) & eng
     return dict(eng=eng, ismac=ismac, work=work, frac=frac, par=par, ddr=ddr, bram=bram, bpc=bpc,
                 ddr_cyc=_seg_sum(ddr, counts, starts) / bpc, fill_frac=fill_frac, sidx=sidx, vecm=vecm, mul=mul,
