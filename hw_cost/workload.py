@@ -140,7 +140,7 @@ def _frozen_index(d: Any, dbits: float) -> int:
         i = _FROZEN_IDX[key] = len(_FROZEN_ROWS)
         _FROZEN_KEEP.append(d)
         _FROZEN_ROWS.append(row)
-        _FROZEN_NAMES.append(name)
+        _FROZEN_NAMES.append(str(d["name"]) if d.get("name") else "")  # unnamed: "layer<i>" per architecture
     return i
 
 
@@ -176,7 +176,7 @@ def _frozen_batch(batch: Sequence[Sequence[Any]], dbits: float) -> tuple[np.ndar
     arr["arch"] = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     names, k = [], 0
     for c in counts:
-        names.append([_FROZEN_NAMES[j] for j in idx[k:k + c]])
+        names.append([_FROZEN_NAMES[j] or f"layer{li}" for li, j in enumerate(idx[k:k + c])])
         k += c
     return arr, names
 
@@ -187,7 +187,9 @@ def workloads_to_array(batch: Sequence[Sequence[Mapping[str, Any]]], default_bit
 
     Bits missing from a dict default to ``default_bits`` (or 32 = float32); binary ops are 1 bit.
     ``uncosted[i]`` lists the names of architecture i's layers whose ``op`` hw_cost does not know;
-    they are left out of the table and reported, never counted as zero silently. A fast loop
+    they are left out of the table and reported, never counted as zero silently. A batch made only
+    of read-only rows (``types.MappingProxyType``, which a space's ``workloads_fn`` may share between
+    architectures) is assembled by index from rows converted once. Otherwise a fast loop
     builds the rows; any row it cannot take (or that fails the numeric checks) is redone by the
     checked path, which raises the one-line error.
     """

@@ -85,3 +85,20 @@ def test_estimate_reports_equal_single_estimates():
             assert getattr(rep, k) == pytest.approx(getattr(one, k), rel=1e-9)
         assert rep.feasible == one.feasible and rep.pe_array == one.pe_array and rep.rows == []
         assert rep.utilisation == pytest.approx(one.utilisation)
+
+
+def test_read_only_rows_convert_like_dicts():
+    """A space may share read-only rows between architectures: the table is the one dicts give."""
+    import types
+
+    from hwc_workloads import resnet
+
+    nets = [resnet("conv", 8), resnet("adder_conv", 8, widths=(8, 16, 32))]
+    frozen = [[types.MappingProxyType(d) for d in wl] for wl in nets]
+    frozen.append(frozen[0])  # the same row objects again, as a cached writer returns them
+    for bits in (None, 4):
+        a, na, _ = hw_cost.workloads_to_array(frozen, default_bits=bits)
+        b, nb, _ = hw_cost.workloads_to_array([[dict(d) for d in wl] for wl in frozen], default_bits=bits)
+        assert na == nb and a.dtype == b.dtype
+        for k in a.dtype.names:
+            assert np.array_equal(a[k], b[k]), k
