@@ -128,9 +128,49 @@ class ProgressScheduleCallback(Callback):
         self._set(pl_module, 1.0)
 
 
+class DataCostCallback(Callback):
+    """Measure data-dependent costs on the validation images (``supernets.dynamic`` protocol).
+
+    At the start of every validation pass (not the sanity check) each module with
+    ``reset_cost_measurement()`` / ``set_cost_recording(on)`` starts a fresh recording; at its end
+    recording stops, so the model holds the activity of the last validation pass (what hw_cost then
+    costs) and every ``cost_summary()`` item is logged as ``val_<key>`` (:attr:`logged`).
+    """
+
+    def __init__(self) -> None:
+        self.logged: set[str] = set()
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        from supernets.dynamic import recording_modules
+
+        for m in recording_modules(pl_module):
+            m.reset_cost_measurement()
+            m.set_cost_recording(True)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        from supernets.dynamic import recording_modules
+
+        for m in recording_modules(pl_module):
+            m.set_cost_recording(False)
+        for m in pl_module.modules():
+            fn = getattr(m, "cost_summary", None)
+            if callable(fn):
+                for key, value in fn().items():
+                    pl_module.log(f"val_{key}", float(value), on_step=False, on_epoch=True)
+                    self.logged.add(f"val_{key}")
+
+
 def default_recipe_callbacks(model: nn.Module) -> list[Callback]:
     """The recipe callbacks that ``model`` needs, judged by the methods its modules define."""
+    from supernets.dynamic import recording_modules
+
     callbacks: list[Callback] = []
+    if recording_modules(model):
+        callbacks.append(DataCostCallback())
     if _alr_modules(model):
         callbacks.append(AdaptiveLRCallback())
     if _progress_modules(model):

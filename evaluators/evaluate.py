@@ -1,4 +1,4 @@
-"""``evaluate(model, ...)``: one training run of one candidate, returning a flat dict of metrics."""
+"""``evaluate(model, ...)``: one training run of one candidate (any task), returning a flat dict of metrics."""
 
 from __future__ import annotations
 
@@ -15,19 +15,21 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 
 from ._quiet import quiet_lightning
-from .callbacks import EpochReporter, default_recipe_callbacks, scalar_metrics
-from .classification import ClassificationModule
-from .data import ClassificationDataModule, get_datamodule
+from .callbacks import DataCostCallback, EpochReporter, default_recipe_callbacks, scalar_metrics
+from .data import BaseDataModule, get_datamodule
 from .metrics import count_macs, count_params
+from .tasks import get_task
 
 
 class _RunRecorder(Callback):
-    """Keeps the per-epoch validation results the final dict is built from."""
+    """Keeps the per-epoch validation results the final dict is built from (and the best value of
+    the task's primary metric, ``primary``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, primary: str = "val_accuracy") -> None:
+        self.primary = primary
         self.epochs = 0
         self.last: dict[str, float] = {}
-        self.best_val_accuracy = math.nan
+        self.best = math.nan
         self.keyboard_interrupt: KeyboardInterrupt | None = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -37,9 +39,9 @@ class _RunRecorder(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epochs += 1
         self.last = scalar_metrics(trainer)
-        acc = self.last.get("val_accuracy", math.nan)
-        if not math.isnan(acc) and not (acc <= self.best_val_accuracy):
-            self.best_val_accuracy = acc
+        value = self.last.get(self.primary, math.nan)
+        if not math.isnan(value) and not (value <= self.best):
+            self.best = value
 
 
 def _fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, recorder: _RunRecorder) -> None:
@@ -67,7 +69,7 @@ def evaluate(
     *,
     data: str = "digits",
     data_kwargs: dict[str, Any] | None = None,
-    datamodule: ClassificationDataModule | None = None,
+    datamodule: BaseDataModule | None = None,
     epochs: int = 10,
     lr: float = 0.05,
     optimizer: str = "sgd",
@@ -82,7 +84,11 @@ def evaluate(
     trainer_kwargs: dict[str, Any] | None = None,
     verbose: bool = False,
 ) -> dict[str, float | int | bool]:
-    """Train ``model`` as a classifier and return a flat dict of metrics.
+    """Train ``model`` on the data's task and return a flat dict of metrics.
+
+    The task comes from the data module (``datamodule.task``, ``evaluators.tasks``): a classifier
+    (cross-entropy, ``val_accuracy``) for the classification data sets, a super-resolution model
+    (L1, ``val_psnr`` / ``val_ssim`` on Y) for the SR data sets.
 
     Data: ``datamodule`` if given (then ``data``/``data_kwargs``/``batch_size`` are not used), else
     ``get_datamodule(data, batch_size=batch_size, **data_kwargs)``. The data split has its own seed
@@ -95,7 +101,10 @@ def evaluate(
     automatically unless one of the same type is in ``callbacks``. ``reporter(epoch, metrics)`` is
     called after every epoch (see :class:`EpochReporter`); returning ``True`` stops training.
 
-    Returns ``val_accuracy`` and ``val_loss`` (final epoch), ``best_val_accuracy``, ``train_loss``,
+    Returns the task's metrics (classification: ``val_accuracy`` and ``val_loss`` (final epoch),
+    ``best_val_accuracy``, ``train_loss``; super-resolution: ``val_psnr``, ``best_val_psnr``,
+    ``val_ssim``, ``val_loss``, ``train_loss``), the measured cost summary of dynamic networks
+    (``val_cost_ratio``, ... from ``DataCostCallback``),
     ``params`` (trainable elements), ``macs`` (see :func:`count_macs`: flops/2 at batch 1, so
     multiplication-free ops count 0), ``epochs`` (epochs run), ``wall_time_s`` (training time),
     ``stopped_early`` (the reporter asked to stop) and ``timed_out`` (``max_time_s`` ended training).
@@ -117,24 +126,18 @@ def evaluate(
             datamodule = get_datamodule(data, **{"batch_size": batch_size, **(data_kwargs or {})})
         elif data_kwargs:
             raise ValueError("pass either datamodule or data_kwargs, not both (data_kwargs configures a named data set)")
-        input_shape, num_classes = tuple(datamodule.input_shape), int(datamodule.num_classes)
+        input_shape = tuple(datamodule.input_shape)
+        task = get_task(getattr(datamodule, "task", "classification"))
 
         params = count_params(model)
         macs = count_macs(model, input_shape)
-        module = ClassificationModule(
-            model,
-            num_classes=num_classes,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            max_epochs=int(epochs),
-            scheduler=scheduler,
-        )
+        module = task.make_module(model, datamodule, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                                  max_epochs=int(epochs), scheduler=scheduler)
 
         user_callbacks = list(callbacks)
         user_types = {type(cb) for cb in user_callbacks}
         recipe = [cb for cb in default_recipe_callbacks(model) if type(cb) not in user_types]
-        recorder = _RunRecorder()
+        recorder = _RunRecorder(task.primary)
         # The reporter runs after the recorder, so a stop request still counts the epoch just run.
         all_callbacks: list[Callback] = [*recipe, *user_callbacks, recorder]
         epoch_reporter = EpochReporter(reporter) if reporter is not None else None
@@ -164,19 +167,20 @@ def evaluate(
             stopped_early = bool(epoch_reporter is not None and epoch_reporter.stopped)
             timed_out = max_time_s is not None and not stopped_early and recorder.epochs < int(epochs)
             final = recorder.last
-            if timed_out or "val_accuracy" not in final:
+            if timed_out or task.primary not in final:
                 # Training ended inside an epoch: score the weights we actually have.
                 trainer.validate(module, datamodule=datamodule, verbose=False)
                 final = {**final, **scalar_metrics(trainer)}
 
-    val_acc = final.get("val_accuracy", math.nan)
-    seen = [a for a in (recorder.best_val_accuracy, val_acc) if not math.isnan(a)]
+    value = final.get(task.primary, math.nan)
+    seen = [a for a in (recorder.best, value) if not math.isnan(a)]
     best = max(seen) if seen else math.nan
+    out: dict[str, float | int | bool] = {k: float(final.get(k, math.nan)) for k in task.metrics}
+    out[task.primary], out[task.best] = float(value), float(best)
+    cost_keys = sorted({k for cb in all_callbacks if isinstance(cb, DataCostCallback) for k in cb.logged})
+    out.update({k: float(final[k]) for k in cost_keys if k in final})
     return {
-        "val_accuracy": float(val_acc),
-        "best_val_accuracy": float(best),
-        "val_loss": float(final.get("val_loss", math.nan)),
-        "train_loss": float(final.get("train_loss", math.nan)),
+        **out,
         "params": int(params),
         "macs": int(macs),
         "epochs": int(recorder.epochs),

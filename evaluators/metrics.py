@@ -40,3 +40,35 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> i
     finally:
         model.train(was_training)
     return int(counter.get_total_flops() // 2)
+
+
+# ITU-R BT.601 luma of [0, 1] RGB on the studio range [16, 235] / 255: MATLAB's rgb2ycbcr, which
+# the SR benchmarks (EDSR, RCAN, FADN) use for PSNR/SSIM on the Y channel.
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+_Y_OFFSET = 16.0
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """Y channel (N, 1, H, W) in [0, 1] of [0, 1] images (N, 3, H, W); one-channel images pass through."""
+    if x.dim() != 4:
+        raise ValueError(f"rgb_to_y: expected (N, C, H, W) images, found shape {tuple(x.shape)}")
+    if x.shape[1] == 1:
+        return x
+    if x.shape[1] != 3:
+        raise ValueError(f"rgb_to_y: expected 1 or 3 channels, found {x.shape[1]}")
+    w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (_Y_OFFSET + (x * w).sum(1, keepdim=True)) / 255.0
+
+
+def shave(x: torch.Tensor, border: int) -> torch.Tensor:
+    """Crop ``border`` pixels from every side (the SR benchmarks crop ``scale`` pixels before scoring)."""
+    if border <= 0:
+        return x
+    if x.shape[-2] <= 2 * border or x.shape[-1] <= 2 * border:
+        raise ValueError(f"shave: a border of {border} px leaves nothing of a {tuple(x.shape[-2:])} image")
+    return x[..., border:-border, border:-border]
+
+
+def quantize_01(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 8-bit grid, as an SR output saved as an image would be."""
+    return x.clamp(0.0, 1.0).mul(255.0).round().div(255.0)

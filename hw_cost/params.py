@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from .energy import HOROWITZ, HorowitzAnchors
 
 # Special-function / vector-unit classes (order matters: it is the code used in the numpy tables).
-SFU_CLASSES: tuple[str, ...] = ("eltwise", "pool", "norm", "softmax", "gelu", "upsample", "pixel_shuffle")
+SFU_CLASSES: tuple[str, ...] = ("eltwise", "pool", "norm", "softmax", "gelu", "upsample", "pixel_shuffle", "gather")
 
 
 def _sfu_default() -> dict[str, dict[str, float]]:
@@ -40,6 +40,9 @@ def _sfu_default() -> dict[str, dict[str, float]]:
         # address generation and a mux per lane
         "upsample": {"adds": 0, "mults": 0, "lut_per_bit": 0.5, "mult_units": 0},
         "pixel_shuffle": {"adds": 0, "mults": 0, "lut_per_bit": 0.5, "mult_units": 0},
+        # gather/scatter of a sparse conv's active pixels (FADN): an address from the compacted
+        # index list and a mux per lane, like the other data movers (assumption)
+        "gather": {"adds": 0, "mults": 0, "lut_per_bit": 0.5, "mult_units": 0},
     }
 
 

@@ -37,6 +37,7 @@ _OPS: dict[str, tuple[int, str]] = {
     "gelu": (VEC, "gelu"),
     "upsample": (MOVE, "upsample"),
     "pixel_shuffle": (MOVE, "pixel_shuffle"),
+    "gather": (MOVE, "gather"),  # gather/scatter of the active pixels of a spatially sparse conv (FADN)
     "identity": (NONE, ""),
 }
 OP_NAMES: tuple[str, ...] = tuple(_OPS)
@@ -49,6 +50,7 @@ ALIASES = {
     "attention_matmul": "matmul", "bmm": "matmul", "add": "eltwise", "relu": "eltwise", "act": "eltwise",
     "batchnorm": "norm", "layernorm": "norm", "groupnorm": "norm", "silu": "gelu", "sigmoid": "gelu",
     "tanh": "gelu", "pixelshuffle": "pixel_shuffle", "interpolate": "upsample",
+    "scatter": "gather",
 }
 OP_KIND = np.array([_OPS[n][0] for n in OP_NAMES], dtype=np.int8)
 OP_SFU = np.array([SFU_CLASSES.index(_OPS[n][1]) if _OPS[n][1] else -1 for n in OP_NAMES], dtype=np.int8)

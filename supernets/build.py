@@ -1,7 +1,8 @@
 """The front door: ``build(space_name, arch, **task) -> nn.Module``.
 
 The space names its builder as ``"module:function"``; the builder receives the validated
-architecture and the task's keyword arguments (``input_shape``, ``num_classes``, ...).
+architecture and the task's keyword arguments it accepts (``input_shape``, ``num_classes``,
+``scale``, ...; all of them when it takes ``**kwargs``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from spaces import SearchSpace, get_space, resolve
+from spaces.space import _accepted
 
 
 def build(space: str | SearchSpace, arch: Mapping[str, Any], **task: Any) -> nn.Module:
@@ -21,7 +23,11 @@ def build(space: str | SearchSpace, arch: Mapping[str, Any], **task: Any) -> nn.
     arch = space.validate(arch)
     if space.builder is None:
         raise ValueError(f"space {space_name!r} has no builder; set SearchSpace(builder='package.module:function')")
-    model = resolve(space.builder)(arch, **({**space.options, **task} if space.options else task))
+    fn = resolve(space.builder)
+    # only the task keywords the builder takes (a classifier's builder never sees an SR task's
+    # ``scale``); the space's own options always go through
+    task = _accepted(fn, task)
+    model = fn(arch, **({**space.options, **task} if space.options else task))
     if not isinstance(model, nn.Module):
         raise TypeError(f"builder of space {space_name!r} must return an nn.Module, returned {type(model).__name__}")
     return model

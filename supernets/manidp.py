@@ -38,6 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernets.dynamic import UnmeasuredDynamicLayerError
+from supernets.dynamic import conv_like_workload as _conv_like_workload
+
 __all__ = [
     "DynamicChannelGate", "DynamicConv", "DynamicBasicBlock", "ManiDPRegularizer", "UnmeasuredDynamicLayerError",
     "add_dynamic_gates", "manidp_kwargs", "remain_rate", "complexity_weights", "lasso_loss", "similarity_loss",
@@ -46,10 +49,6 @@ __all__ = [
 
 REMAIN_SCHEDULES = ("cosine", "linear", "step")
 INITIAL_THRESHOLD = -10000.0
-
-
-class UnmeasuredDynamicLayerError(ValueError):
-    """A dynamic layer was asked for its cost before its active ratio was measured on data."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,21 +220,6 @@ class DynamicChannelGate(nn.Module):
         return f"{self.in_channels} -> {self.out_channels}, squeeze={self.squeeze}, threshold={float(self.threshold):.4g}"
 
 
-def _conv_like_workload(op: nn.Module, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> list[dict]:
-    """The workload of the wrapped conv: its own ``hw_workload`` or, for ``nn.Conv2d``, the standard form."""
-    if callable(getattr(op, "hw_workload", None)):
-        wl = op.hw_workload(input_shape, output_shape)
-        return [dict(wl)] if isinstance(wl, dict) else [dict(d) for d in wl]
-    if isinstance(op, nn.Conv2d):
-        from supernets.ops._quant_utils import conv_workload
-
-        dw = op.groups > 1 and op.groups == op.in_channels == op.out_channels
-        return [conv_workload("dwconv" if dw else "conv", input_shape, output_shape, in_channels=op.in_channels,
-                              out_channels=op.out_channels, kernel=tuple(op.kernel_size), groups=op.groups,
-                              w_bits=32, a_bits=32, bias=op.bias is not None)]
-    raise TypeError(f"DynamicConv cannot describe the cost of {type(op).__name__}: it needs hw_workload() or to be an nn.Conv2d")
-
-
 class DynamicConv(nn.Module):
     """A conv whose work depends on the instance: forward is the wrapped ``op``; the cost carries the
     measured ``active_ratio`` (expected fraction of the dense MACs that run)."""
@@ -246,6 +230,21 @@ class DynamicConv(nn.Module):
         self.register_buffer("ratio_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("ratio_count", torch.zeros((), dtype=torch.float64))
         self.assumed_ratio: float | None = None
+        self.target_ratio: float | None = None  # set by add_dynamic_gates: what "target" assumes
+
+    def assume_cost(self, how: str | float = "target") -> None:
+        """Data-dependent-cost protocol (``supernets.dynamic``): assume a ratio unless measured."""
+        if self.measured:
+            return
+        if how == "target":
+            if self.target_ratio is None:
+                raise ValueError("assume_cost('target'): this dynamic conv has no target ratio (build it with add_dynamic_gates)")
+            self.assumed_ratio = float(self.target_ratio)
+        else:
+            v = float(how)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"assumed active ratio: expected 'target' or a number in [0, 1], found {how!r}")
+            self.assumed_ratio = v
 
     @property
     def in_channels(self) -> int:
@@ -484,6 +483,7 @@ def add_dynamic_gates(
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         new = DynamicBasicBlock(block, squeeze_rate)
+        new.conv1.target_ratio, new.conv2.target_ratio = reg.target_remain_rate, reg.target_remain_rate ** 2
         new.train(block.training)
         setattr(parent, child, new)
     model.add_module("manidp", reg)

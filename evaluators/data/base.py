@@ -1,4 +1,4 @@
-"""Base class shared by the classification data modules."""
+"""Base classes of the data modules: ``BaseDataModule`` (any task) and ``ClassificationDataModule``."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 
-class ClassificationDataModule(pl.LightningDataModule):
+class BaseDataModule(pl.LightningDataModule):
     """A Lightning data module that knows its ``input_shape`` (C, H, W) and ``num_classes`` from
     construction on, because the model builder needs them before any data is loaded.
 
     Subclasses set ``input_shape``/``num_classes`` in ``__init__`` (cheaply) and ``train_set``/
     ``val_set`` in :meth:`setup`. Shuffling uses torch's global RNG, so the order of batches follows
     the evaluation seed (``pl.seed_everything``) while the train/val *split* follows this module's own
-    ``seed``: every trial of a search then scores on the same validation images.
+    ``seed``: every trial of a search then scores on the same validation images. ``task`` names the
+    evaluator task (``evaluators.tasks``) that trains on this data; ``builder_kwargs()`` is what the
+    model builder gets from the data (``supernets.build(space, arch, **dm.builder_kwargs())``).
     """
 
-    name: str = "classification"
+    name: str = "data"
+    task: str = "classification"
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
@@ -37,13 +40,13 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, shuffle: bool, batch_size: int | None = None) -> DataLoader:
         if dataset is None:
             self.setup("fit")
             dataset = self.train_set if shuffle else self.val_set
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -56,6 +59,10 @@ class ClassificationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
 
+    def builder_kwargs(self) -> dict[str, object]:
+        """Keyword arguments the model builder takes from the data."""
+        return {"input_shape": tuple(self.input_shape), "num_classes": int(self.num_classes)}
+
     def describe(self) -> dict[str, object]:
         """A flat summary for experiment tracking."""
         return {
@@ -65,6 +72,13 @@ class ClassificationDataModule(pl.LightningDataModule):
             "batch_size": self.batch_size,
             "split_seed": self.seed,
         }
+
+
+class ClassificationDataModule(BaseDataModule):
+    """Base of the classification data modules (images -> class index)."""
+
+    name = "classification"
+    task = "classification"
 
 
 class TransformDataset(Dataset):

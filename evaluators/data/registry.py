@@ -28,6 +28,16 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower()))
 
 
+def datamodule_class(name: str) -> type:
+    """The class registered as ``name`` (no construction: its ``task`` is known without data)."""
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown data set {name!r}{hint} (known: {', '.join(list_datasets())})")
+    return _REGISTRY[key]
+
+
 def get_datamodule(name: str, **kwargs):
     """Build the data module registered as ``name`` with ``kwargs``.
 
@@ -35,11 +45,7 @@ def get_datamodule(name: str, **kwargs):
     names the close matches and what is accepted.
     """
     key = str(name).lower()
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown data set {name!r}{hint} (known: {', '.join(list_datasets())})")
-    cls = _REGISTRY[key]
+    cls = datamodule_class(name)
     params = inspect.signature(cls.__init__).parameters
     accepted = [p for p in params if p != "self" and params[p].kind not in (inspect.Parameter.VAR_KEYWORD,)]
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -1,0 +1,74 @@
+"""Tasks: which Lightning module trains on a data module, and which metrics it reports.
+
+A data module names its task (``BaseDataModule.task``); the task knows its Lightning module, its
+primary validation metric (the one ``best_<metric>`` tracks) and the metrics an evaluation
+returns and reports every epoch, so the search validates objectives and early stopping per task
+without knowing any task by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+from torch import nn
+
+__all__ = ["Task", "TASKS", "get_task", "task_of_data", "register_task"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """``make_module(model, datamodule, **hparams)`` builds the Lightning module; ``primary`` is the
+    validation metric maximised (``best_<primary>`` is kept); ``per_epoch`` are the metrics known
+    after every epoch (for early stopping); ``metrics`` are those ``evaluate`` returns (plus
+    ``params``, ``macs``, ``wall_time_s``, ...)."""
+
+    name: str
+    make_module: Callable[..., pl.LightningModule]
+    primary: str
+    per_epoch: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+    @property
+    def best(self) -> str:
+        return f"best_{self.primary}"
+
+
+def _classification(model: nn.Module, datamodule: Any, **hp: Any) -> pl.LightningModule:
+    from .classification import ClassificationModule
+
+    return ClassificationModule(model, num_classes=int(datamodule.num_classes), **hp)
+
+
+def _superres(model: nn.Module, datamodule: Any, **hp: Any) -> pl.LightningModule:
+    from .image2image import SuperResolutionModule
+
+    return SuperResolutionModule(model, scale=int(datamodule.scale), **hp)
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    TASKS[task.name] = task
+    return task
+
+
+register_task(Task("classification", _classification, "val_accuracy", ("val_accuracy", "best_val_accuracy", "val_loss"),
+                   ("val_accuracy", "best_val_accuracy", "val_loss", "train_loss")))
+register_task(Task("superres", _superres, "val_psnr", ("val_psnr", "best_val_psnr", "val_ssim", "val_loss"),
+                   ("val_psnr", "best_val_psnr", "val_ssim", "val_loss", "train_loss")))
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+    return TASKS[name]
+
+
+def task_of_data(name: str) -> Task:
+    """The task of the data set registered as ``name`` (from its class; nothing is loaded)."""
+    from .data.registry import datamodule_class
+
+    return get_task(getattr(datamodule_class(name), "task", "classification"))
