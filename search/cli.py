@@ -174,11 +174,10 @@ def cost(
 
         shape = shape or (1, 8, 8)
         model = supernets.build(s, a, input_shape=shape, num_classes=num_classes)
-        from supernets.manidp import assume_active_ratios, dynamic_convs
+        from supernets.dynamic import assume_costs
 
-        if dynamic_convs(model):
-            assume_active_ratios(model, "target")
-            typer.echo("note: dynamic layers costed at their target remain rate (not measured); export a trained model for measured ratios", err=True)
+        if assume_costs(model, "target"):
+            typer.echo("note: dynamic layers costed at their target (not measured); export a trained model for measured ratios", err=True)
     try:
         report = hw_cost.estimate(model, (1, *shape), device=dev, style=style, mult_impl=mult_impl, pe_array=pe, default_bits=bits)
     except ValueError as exc:

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from search.errors import ConfigError
 
+# classification's; every task names its own (evaluators.tasks: val_psnr, val_ssim for super-resolution)
 PER_EPOCH_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss")
 EVAL_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
+COMMON_EVAL_METRICS = ("params", "macs", "wall_time_s")
 CONSTRAINABLE = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram",
                  "lut_util", "ff_util", "dsp_util", "bram_util", "onchip_dynamic_power_w", "ddr_bytes", "ops")
 COST_FIELDS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram")
@@ -275,11 +277,13 @@ def check_names(cfg: ExperimentConfig) -> None:
         hw_cost.get_device(cfg.hardware.device)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise ConfigError("hardware.device", f"a device of hw_cost.list_devices() or a YAML path ({exc})", cfg.hardware.device) from None
-    known = EVAL_METRICS + COST_FIELDS
+    task = evaluators.task_of_data(cfg.evaluator.data)
+    eval_metrics = tuple(m for m in task.metrics if m != "train_loss") + COMMON_EVAL_METRICS
+    known = eval_metrics + COST_FIELDS
     names = [o.name for o in cfg.objectives]
     for i, name in enumerate(names):
         if name not in known:
-            raise ConfigError(f"objectives.{i}.name", f"one of {', '.join(known)}", name)
+            raise ConfigError(f"objectives.{i}.name", f"one of {', '.join(known)} (metrics of the {task.name} task of data {cfg.evaluator.data!r})", name)
         if names.index(name) != i:
             raise ConfigError(f"objectives.{i}.name", "each objective once", name)
     for i, text in enumerate(cfg.constraints):
@@ -293,8 +297,8 @@ def check_names(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"constraints.{i}", "'* device' only on a resource (lut, ff, dsp, bram)", text)
     if cfg.scheduler.name != "none":
         for i, name in enumerate(names):
-            if name not in PER_EPOCH_METRICS + COST_FIELDS:
-                raise ConfigError(f"objectives.{i}.name", f"an objective known after every epoch for early stopping ({', '.join(PER_EPOCH_METRICS + COST_FIELDS)})", name)
+            if name not in task.per_epoch + COST_FIELDS:
+                raise ConfigError(f"objectives.{i}.name", f"an objective known after every epoch for early stopping ({', '.join(task.per_epoch + COST_FIELDS)})", name)
         if cfg.scheduler.name != "mo-asha" and len(names) > 1:
             raise ConfigError("scheduler.name", "'mo-asha' for a multi-objective search (Optuna's pruners take one objective)", cfg.scheduler.name)
         if cfg.scheduler.min_epochs >= cfg.budget.epochs:

@@ -46,11 +46,14 @@ class CostModel:
     """Costs an architecture before training: the space's workloads if it describes them, else a
     traced forward pass of the built model."""
 
-    def __init__(self, cfg: ExperimentConfig, space, input_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(self, cfg: ExperimentConfig, space, input_shape: tuple[int, ...], num_classes: int,
+                 task: dict[str, Any] | None = None) -> None:
         import hw_cost
 
         self.cfg, self.space = cfg, space
         self.input_shape, self.num_classes = input_shape, num_classes
+        # what the builder takes from the data (input_shape, num_classes, an SR task's scale, ...)
+        self.task = dict(task) if task is not None else {"input_shape": input_shape, "num_classes": num_classes}
         self.device = hw_cost.get_device(cfg.hardware.device)
         from hw_cost.constraints import parse_constraint
 
@@ -61,16 +64,16 @@ class CostModel:
         return dict(device=self.device, style=hw.style, pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
 
     def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
-        workloads = self.space.workloads(arch, (1, *self.input_shape), num_classes=self.num_classes)
+        task = {k: v for k, v in self.task.items() if k != "input_shape"}
+        workloads = self.space.workloads(arch, (1, *self.input_shape), **task)
         if workloads is None:
             import supernets
-            from supernets.manidp import assume_active_ratios, dynamic_convs
+            from supernets.dynamic import assume_costs
 
-            target = supernets.build(self.space, arch, input_shape=self.input_shape, num_classes=self.num_classes)
-            if dynamic_convs(target):
-                # before training a dynamic net is screened at its target ratio; the worker
-                # re-costs it on the ratios measured on validation data (that cost is the one kept)
-                assume_active_ratios(target, "target")
+            target = supernets.build(self.space, arch, input_shape=self.input_shape, **task)
+            # before training a dynamic net (ManiDP gates, FADN branches) is screened at its target;
+            # the worker re-costs it on what it measured on validation data (that cost is the one kept)
+            assume_costs(target, "target")
         else:
             target = workloads
         import hw_cost
@@ -112,7 +115,9 @@ class SearchEngine:
         dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
         self.input_shape = tuple(int(x) for x in dm.input_shape)
         self.num_classes = int(dm.num_classes)
-        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes)
+        builder_kwargs = getattr(dm, "builder_kwargs", None)
+        task = builder_kwargs() if callable(builder_kwargs) else None
+        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, task)
         self.out = cfg.out_dir
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if resume:

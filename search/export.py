@@ -136,8 +136,8 @@ def export(run_id: str, out_dir: str | Path, tracking_uri: str | None = None) ->
         "trial": int(tags["trial_number"]) if tags.get("trial_number", "").isdigit() else None,
         "arch_id": tags.get("arch_id"),
         "hardware": hardware,
-        "recorded": {k: v for k, v in sorted(metrics.items()) if k not in EVAL_KEYS and not k.startswith(("train_", "val_"))},
-        "evaluation": {k: v for k, v in sorted(metrics.items()) if k in EVAL_KEYS or k.startswith(("train_", "val_"))},
+        "recorded": {k: v for k, v in sorted(metrics.items()) if k not in EVAL_KEYS and not k.startswith(("train_", "val_", "best_val_"))},
+        "evaluation": {k: v for k, v in sorted(metrics.items()) if k in EVAL_KEYS or k.startswith(("train_", "val_", "best_val_"))},
     }
     try:
         cost["report"] = _cost_report(out, hardware)

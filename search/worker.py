@@ -64,17 +64,20 @@ def run_trial(spec: TrialSpec) -> TrialResult:
 
         torch.set_num_threads(max(1, int(spec.threads)))
         dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
-        model = supernets.build(spec.space, spec.arch, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes))
+        task = dm.builder_kwargs() if callable(getattr(dm, "builder_kwargs", None)) else {
+            "input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)}
+        model = supernets.build(spec.space, spec.arch, **task)
+        primary = evaluators.get_task(getattr(dm, "task", "classification")).primary
 
-        best = {"val_accuracy": float("-inf")}
+        best = {primary: float("-inf")}
 
         def reporter(epoch: int, metrics: dict[str, float]) -> bool:
             row = {k: float(v) for k, v in metrics.items()}
             history.append({"epoch": float(epoch), **row})
             if spec.scheduler is None:
                 return False
-            best["val_accuracy"] = max(best["val_accuracy"], row.get("val_accuracy", float("-inf")))
-            known = {**spec.static_metrics, **row, "best_val_accuracy": best["val_accuracy"]}
+            best[primary] = max(best[primary], row.get(primary, float("-inf")))
+            known = {**spec.static_metrics, **row, f"best_{primary}": best[primary]}
             values = [known.get(name, float("nan")) for name in spec.objectives]
             from search.schedulers import call
 
@@ -96,7 +99,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         if spec.save_artifacts:
             from search.export import pack_trial_artifacts
 
-            artifacts = pack_trial_artifacts(model, spec.arch, spec.space, {"input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)})
+            artifacts = pack_trial_artifacts(model, spec.arch, spec.space, task)
         bad = [k for k, v in flat.items() if v != v]
         if bad:
             return TrialResult(spec.number, "fail", flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
@@ -111,11 +114,12 @@ def run_trial(spec: TrialSpec) -> TrialResult:
 
 
 def measured_cost(model: Any, input_shape: tuple[int, ...], hardware: dict[str, Any]) -> dict[str, float]:
-    """The cost of a *dynamic* network on the data it was evaluated on (its measured active
-    ratios); static networks cost the same before and after training, so nothing is redone."""
-    from supernets.manidp import dynamic_convs
+    """The cost of a *dynamic* network on the data it was evaluated on (what its data-dependent
+    modules measured, ``supernets.dynamic``); static networks cost the same before and after
+    training, so nothing is redone."""
+    from supernets.dynamic import has_data_dependent_cost
 
-    if not hardware or not dynamic_convs(model):
+    if not hardware or not has_data_dependent_cost(model):
         return {}
     import hw_cost
 
