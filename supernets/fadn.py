@@ -141,7 +141,7 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def dct_branch_labels(x: torch.Tensor, num_branches: int = 3, mode: str = "global", t_low: float = 0.15,
-                      t_high: float = 0.5, theta: float = 0.1, eps: float = 1e-4) -> torch.Tensor:
+                      t_high: float = 0.5, theta: float = 0.05, eps: float = 1e-4) -> torch.Tensor:
     """Hand-crafted branch label per pixel (B, H, W) in [0, K), 0 = cheapest, from images ``x`` (B, C, H, W).
 
     Three branches: bands at ``t_low`` and ``t_high``; a pixel is high when the 3x3 mean of
