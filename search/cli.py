@@ -86,6 +86,18 @@ def resume(
     engine.print_front(summary)
 
 
+def _arxiv_ids(space) -> list[str]:
+    """The arXiv ids its dimensions cite, in first-seen order (the papers a space implements)."""
+    import re
+
+    seen: list[str] = []
+    for d in space.dimensions:
+        for found in re.findall(r"\d{4}\.\d{4,5}", d.paper or ""):
+            if found not in seen:
+                seen.append(found)
+    return seen
+
+
 @app.command()
 def spaces(name: Optional[str] = typer.Argument(None, help="a space to describe")) -> None:
     """List the registered search spaces, or show one space's dimensions and source papers."""
@@ -100,9 +112,10 @@ def spaces(name: Optional[str] = typer.Argument(None, help="a space to describe"
         table.add_column("name")
         table.add_column("dimensions", justify="right")
         table.add_column("description")
+        table.add_column("papers (arXiv)")
         for n in sp.list_spaces():
             s = sp.get_space(n)
-            table.add_row(n, str(len(s)), s.description)
+            table.add_row(n, str(len(s)), s.description, ", ".join(_arxiv_ids(s)))
         console.print(table)
         return
     try:
