@@ -6,6 +6,7 @@ from ``hw_cost.estimate`` on a 48x48 LR input *after* training, so FADN is coste
 it measured on the validation images. Prints a markdown table and writes the raw records as JSON.
 
     python benchmarks/evidence_superres.py --epochs 8 --out docs/results_superres.json
+    python benchmarks/evidence_superres.py --merge a.json b.json --out docs/results_superres.json   # one table from parallel runs
 """
 
 from __future__ import annotations
@@ -88,7 +89,16 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("docs/results_superres.json"))
+    ap.add_argument("--merge", type=Path, nargs="+", help="print one table from these JSON files (and write it to --out)")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = {"info": [p["info"] for p in parts], "records": [r for p in parts for r in p["records"]]}
+        args.out.write_text(json.dumps(merged, indent=1, default=str))
+        print(table(merged["records"], parts[0]["info"]["bicubic"]))
+        for p in parts:
+            print(f"load average at start {p['info']['loadavg_start']}, at end {p['info']['loadavg_end']}")
+        return
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
     bicubic = bicubic_scores(datamodule(0))

@@ -21,6 +21,8 @@ ADDERNET = "AdderNet (Chen et al., CVPR 2020, arXiv 1912.13200); AdderSR (Song e
 ADDER_HW = "AdderNet hardware (Wang et al., arXiv 2101.10015)"
 
 BRANCH_OPS = ("identity", "dwpw", "convpw", "resblock")
+# per role, so the branches stay ordered cheap -> expensive (the DCT guide labels assume it)
+LOW_OPS, MID_OPS, HIGH_OPS = ("identity", "dwpw", "convpw"), ("dwpw", "convpw"), ("convpw", "resblock")
 
 
 def edsr_fadn_space() -> SearchSpace:
@@ -40,12 +42,12 @@ def edsr_fadn_space() -> SearchSpace:
                     help="frequency-aware dynamic blocks: a mask predictor routes each pixel to one branch"),
         Categorical("fadn.num_branches", (2, 3), default=3, paper=FADN, conditions=(on,),
                     help="2 = cheap/expensive, 3 = low/mid/high frequency"),
-        Categorical("fadn.low_op", BRANCH_OPS, default="dwpw", paper=FADN_UNOFFICIAL, conditions=(on,),
+        Categorical("fadn.low_op", LOW_OPS, default="dwpw", paper=FADN_UNOFFICIAL, conditions=(on,),
                     help="op of the low-frequency (cheapest) branch; dwpw = dw3x3+1x1 (0.063 of a resblock at C=64)"),
-        Categorical("fadn.mid_op", BRANCH_OPS, default="convpw", paper=FADN_UNOFFICIAL,
+        Categorical("fadn.mid_op", MID_OPS, default="convpw", paper=FADN_UNOFFICIAL,
                     conditions=(on, Condition("fadn.num_branches", (3,))),
                     help="op of the mid-frequency branch; convpw = 3x3+1x1 (0.556 of a resblock)"),
-        Categorical("fadn.high_op", BRANCH_OPS, default="resblock", paper=FADN_UNOFFICIAL, conditions=(on,),
+        Categorical("fadn.high_op", HIGH_OPS, default="resblock", paper=FADN_UNOFFICIAL, conditions=(on,),
                     help="op of the high-frequency branch; resblock = the plain EDSR block (1.0)"),
         FloatRange("fadn.target_cost", low=0.3, high=0.7, default=0.5, paper=FADN, conditions=(on,),
                    help="target mean cost ratio of the dynamic blocks (MACs vs plain resblocks; paper ~0.5)"),

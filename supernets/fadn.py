@@ -46,7 +46,7 @@ from supernets.ops import get_op
 __all__ = [
     "BRANCH_KINDS", "DCT_MODES", "GUIDE_SCHEDULES", "dct_matrix", "dct2", "idct2", "band_radius", "frequency_components",
     "dct_branch_labels", "make_conv", "Branch", "EDSRResBlock", "FADNBlock", "FADNRegularizer", "branch_cost",
-    "dilate_mask", "guide_weight",
+    "dilate_mask", "guide_weight", "fadn_kwargs",
 ]
 
 BRANCH_KINDS = ("identity", "dwpw", "convpw", "resblock")
