@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from spaces import SearchSpace, get_space, resolve
-from spaces.space import _accepted
+from spaces import SearchSpace, get_space
+from spaces.space import _resolved
 
 
 def build(space: str | SearchSpace, arch: Mapping[str, Any], **task: Any) -> nn.Module:
@@ -23,10 +23,11 @@ def build(space: str | SearchSpace, arch: Mapping[str, Any], **task: Any) -> nn.
     arch = space.validate(arch)
     if space.builder is None:
         raise ValueError(f"space {space_name!r} has no builder; set SearchSpace(builder='package.module:function')")
-    fn = resolve(space.builder)
+    fn, names = _resolved(space.builder)
     # only the task keywords the builder takes (a classifier's builder never sees an SR task's
     # ``scale``); the space's own options always go through
-    task = _accepted(fn, task)
+    if names is not None:
+        task = {k: v for k, v in task.items() if k in names}
     model = fn(arch, **({**space.options, **task} if space.options else task))
     if not isinstance(model, nn.Module):
         raise TypeError(f"builder of space {space_name!r} must return an nn.Module, returned {type(model).__name__}")
