@@ -37,6 +37,7 @@ from .errors import NonFiniteLossError
 SUPERNET_FILE = "supernet.pt"      # the supernet's state_dict (torch.load(weights_only=True))
 META_FILE = "supernet.json"        # what rebuilds it: space, fixed values, task, training summary
 CKPT_DIR = "checkpoints"           # Lightning checkpoints (resume)
+VAL_CHUNK = 512                    # validation images per forward when scoring with inherited weights
 
 
 class SupernetModule(pl.LightningModule):
@@ -340,5 +341,9 @@ def fixed_batches(datamodule: Any, recalibration_batches: int, seed: int = 0) ->
         if len(recal) >= recalibration_batches:
             break
         recal.append(x)
-    val = [(x, y) for x, y in datamodule.val_dataloader()]
+    pairs = [(x, y) for x, y in datamodule.val_dataloader()]
+    if not pairs:
+        return recal, []
+    xs, ys = torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs])
+    val = [(xs[i:i + VAL_CHUNK], ys[i:i + VAL_CHUNK]) for i in range(0, len(ys), VAL_CHUNK)]  # fewer, larger forwards
     return recal, val

@@ -131,6 +131,7 @@ class InheritedExecutor:
         self.batch = int(oc.candidates_per_task)
         self.workers = int(cfg.workers)
         self.capacity = 2 * self.batch * self.workers
+        self.on_shutdown = None  # called with this executor before it shuts down (the engine logs its speed)
         ev = cfg.evaluator
         self.data = {"data": ev.data, "data_kwargs": dict(ev.data_kwargs), "batch_size": ev.batch_size, "seed": cfg.seed,
                      "recalibration_batches": int(oc.recalibration_batches)}
@@ -142,6 +143,10 @@ class InheritedExecutor:
         self._local = cfg.executor == "local"
         self._owns_ray = False
         self._retrain = None
+        self._numbers: dict[Any, list[int]] = {}
+        self.scored = 0  # results handed to the engine, and the time from the first submit to the last
+        self.first_submit: float | None = None
+        self.last_result: float | None = None
         if self._local:
             self._payload = payload
         else:
@@ -163,7 +168,15 @@ class InheritedExecutor:
         return len(self._queue) + sum(self._running.values()) + len(self._ready)
 
     def submit(self, spec: TrialSpec) -> None:
+        if self.first_submit is None:
+            self.first_submit = time.perf_counter()
         self._queue.append(spec)
+
+    @property
+    def candidates_per_s(self) -> float | None:
+        if not self.scored or self.first_submit is None or self.last_result is None:
+            return None
+        return self.scored / max(self.last_result - self.first_submit, 1e-9)
 
     def _launch(self) -> None:
         while self._queue and (self._local or len(self._running) < self.workers):
@@ -174,7 +187,6 @@ class InheritedExecutor:
                 return
             ref = self._remote.remote(self._payload, self.data, items, self.threads)
             self._running[ref] = len(items)
-            self._numbers = getattr(self, "_numbers", {})
             self._numbers[ref] = [n for n, _ in items]
 
     def wait_one(self) -> TrialResult:
@@ -192,6 +204,8 @@ class InheritedExecutor:
                 reason = f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 self._ready.extend(TrialResult(n, "fail", reason=reason, score_source="inherited") for n in numbers)
             self._launch()  # keep the workers busy while the engine tells these results
+        self.scored += 1
+        self.last_result = time.perf_counter()
         return self._ready.pop(0)
 
     def retrain_executor(self):
@@ -203,6 +217,8 @@ class InheritedExecutor:
         return self._retrain
 
     def shutdown(self) -> None:
+        if self.on_shutdown is not None:
+            self.on_shutdown(self)
         if self._retrain is not None:
             self._retrain.shutdown()
         if not self._local:
@@ -320,7 +336,16 @@ class OneShot:
             e.console.print(f"supernet: trained in {res['wall_time_s']:.1f} s ({res['mode']})")
         tracker.client.set_terminated(self.run_id, status="FINISHED")
         self.executor = InheritedExecutor(cfg, self.dir)
+        self.executor.on_shutdown = self._log_speed
         return self.executor
+
+    def _log_speed(self, executor: InheritedExecutor) -> None:
+        """The parent run records how fast candidates were scored (submit of the first to result
+        of the last, in the engine's loop, so it includes the driver's ask/cost/tell work)."""
+        rate = executor.candidates_per_s
+        if rate is not None:
+            self.engine.tracker.log_parent_metrics({"inherited_candidates_per_s": rate, "inherited_scored": executor.scored})
+            self.engine.console.print(f"scored {executor.scored} candidates with inherited weights at {rate:.1f}/s")
 
     def retrain_executor(self):
         return self.executor.retrain_executor()

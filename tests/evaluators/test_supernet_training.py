@@ -22,10 +22,12 @@ SMALL = {**{f"stage{s}.op": ["conv", "adder", "binary", "winograd_adder"] for s 
 FIXED = {f"stage{s}.bits": 32 for s in (1, 2, 3)}
 
 
-def _small_supernet(ops=None, fixed=None):
+def _small_supernet(ops=None, fixed=None, widths=None):
     narrow = dict(SMALL)
     if ops:
         narrow.update({f"stage{s}.op": ops for s in (1, 2, 3)})
+    if widths:
+        narrow.update({f"stage{s}.width": widths for s in (1, 2, 3)})
     space = get_space("addernet-resnet").restricted(narrow)
     torch.manual_seed(0)
     return supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed={**FIXED, **(fixed or {})})
@@ -51,7 +53,7 @@ class _Capture(Callback):
 
 
 def test_strict_fair_step_gradient_is_the_sum_of_single_path_gradients(digits):
-    sn = _small_supernet(ops=["conv", "adder", "binary"])
+    sn = _small_supernet(ops=["conv", "adder", "binary"], widths=[0.25, 0.5, 0.75])  # every layer: m <= 3
     initial = copy.deepcopy(sn)
     capture = _Capture()
     module = make_module(sn, sampling="strict-fair", epochs=1, seed=4)
@@ -91,7 +93,7 @@ def test_strict_fair_step_gradient_is_the_sum_of_single_path_gradients(digits):
 
 
 def test_strict_fair_counters_equal_steps_and_recipes_act(digits):
-    sn = _small_supernet(fixed={"recipe.lp_schedule": True})
+    sn = _small_supernet(fixed={"recipe.lp_schedule": True}, widths=[0.25, 0.5])  # m = 4 (ops); 2 divides 4
     res = train_supernet(sn, datamodule=digits, sampling="strict-fair", epochs=2, seed=1,
                          trainer_kwargs={"limit_train_batches": 3, "limit_val_batches": 1})
     steps = res["steps"]
