@@ -7,7 +7,7 @@ batches of 64, then the full validation split), in this process and as batched R
 search without a supernet must do at the very least: build and train each candidate for one
 epoch (``--peer`` of them). The supernet is untrained: scoring costs the same either way.
 
-    python benchmarks/oneshot_speed.py --candidates 96 --workers 2 --ops conv,adder,binary
+    python benchmarks/oneshot_speed.py --candidates 96 --workers 2 --ops conv,adder,binary --widths 0.25,0.5 --max-blocks 2
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--recal", type=int, default=2)
     ap.add_argument("--ops", default="")
     ap.add_argument("--peer", type=int, default=3)
+    ap.add_argument("--widths", default="", help="comma-separated width multipliers (examples/oneshot.yaml: 0.25,0.5)")
+    ap.add_argument("--max-blocks", type=int, default=3)
     args = ap.parse_args()
 
     import torch
@@ -39,8 +41,12 @@ def main() -> None:
     torch.set_num_threads(1)
     ops = [o for o in args.ops.split(",") if o]
     space = get_space("addernet-resnet")
+    narrow: dict = {f"stage{s}.blocks": [1, args.max_blocks] for s in (1, 2, 3)}
     if ops:
-        space = space.restricted({f"stage{s}.op": ops for s in (1, 2, 3)})
+        narrow.update({f"stage{s}.op": ops for s in (1, 2, 3)})
+    if args.widths:
+        narrow.update({f"stage{s}.width": [float(w) for w in args.widths.split(",")] for s in (1, 2, 3)})
+    space = space.restricted(narrow)
     rng = random.Random(0)
     archs, seen = [], set()
     while len(archs) < args.candidates:
@@ -90,7 +96,7 @@ def main() -> None:
         evaluators.evaluate(model, datamodule=dm, epochs=1)
     peer_rate = args.peer / (time.perf_counter() - t)
     load1 = os.getloadavg()[0]
-    print(f"ops={args.ops or 'all'} recal={args.recal}x64 val={sum(len(y) for _, y in val)} images")
+    print(f"ops={args.ops or 'all'} widths={args.widths or 'all'} max_blocks={args.max_blocks} recal={args.recal}x64 val={sum(len(y) for _, y in val)} images")
     print(f"inherited, in-process (1 thread):   {local_rate:6.2f} candidates/s ({n_local} candidates)")
     print(f"inherited, Ray x{args.workers} ({args.per_task}/task):     {ray_rate:6.2f} candidates/s ({len(results)} candidates)")
     print(f"peer: build + train 1 epoch:        {peer_rate:6.3f} candidates/s ({args.peer} candidates)")
