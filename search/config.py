@@ -95,6 +95,19 @@ class Retrain(_Strict):
     seed_offset: int = 1000
 
 
+class OneShot(_Strict):
+    """Weight-sharing search: train the space's supernet once, then score every candidate with
+    inherited weights (``search/oneshot.py``); a ``retrain`` block trains the front from scratch."""
+
+    epochs: int = Field(10, ge=1)
+    sampling: str = "strict-fair"  # a path sampler of supernets.list_path_samplers()
+    sampler_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {n_random: 2} for sandwich
+    recalibration_batches: int = Field(10, ge=1)
+    candidates_per_task: int = Field(32, ge=1)  # candidates scored by one Ray task
+    lr: float | None = Field(None, gt=0)  # supernet learning rate (default: evaluator.lr)
+    workers: int | None = Field(None, ge=1)  # supernet training replicas (default: workers); > 1 = Ray Train DDP
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(..., min_length=1)
     space: str
@@ -121,6 +134,7 @@ class ExperimentConfig(_Strict):
     out: str | None = None
     save_weights: bool = True  # each trained candidate's weights become MLflow artifacts (abacus export)
     retrain: Retrain | None = None
+    oneshot: OneShot | None = None
 
     @field_validator("name")
     @classmethod
@@ -306,6 +320,10 @@ def check_names(cfg: ExperimentConfig) -> None:
     for name in cfg.reference_point:
         if name not in names:
             raise ConfigError(f"reference_point.{name}", f"an objective name ({', '.join(names)})", name)
+    if cfg.oneshot is not None:
+        from search.oneshot import check_oneshot
+
+        check_oneshot(cfg, space)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -102,6 +102,7 @@ class SearchEngine:
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
+        self.oneshot = None  # search.oneshot.OneShot when the config has a ``oneshot`` block
 
     # -- set-up ----------------------------------------------------------------------------
     def _setup(self, resume: bool) -> None:
@@ -212,7 +213,13 @@ class SearchEngine:
         started = time.perf_counter()
         self._setup(resume)
         cfg = self.cfg
-        executor = make_executor(cfg)
+        if cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
+            from search.oneshot import OneShot
+
+            self.oneshot = OneShot(self)
+            executor = self.oneshot.start(resume)
+        else:
+            executor = make_executor(cfg)
         self.scheduler = self._make_scheduler()
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = self._counted()
@@ -220,7 +227,7 @@ class SearchEngine:
         status = "FAILED"
         try:
             while asked < cfg.budget.trials or executor.in_flight:
-                while asked < cfg.budget.trials and executor.in_flight < cfg.workers:
+                while asked < cfg.budget.trials and executor.in_flight < getattr(executor, "capacity", cfg.workers):
                     trial = self.study.ask()
                     asked += 1
                     arch = suggest_arch(trial, self.space, cfg.fixed)
@@ -246,7 +253,7 @@ class SearchEngine:
                     self._finish(trial, arch, aid, cost, result)
                     self._advance(progress, task)
             if cfg.retrain is not None:
-                self.retrained = self._retrain(executor)
+                self.retrained = self._retrain(self.oneshot.retrain_executor() if self.oneshot else executor)
             status = "FINISHED"
         finally:
             self.journal.flush()
@@ -273,6 +280,8 @@ class SearchEngine:
                 if any(v != v for v in values.values()):
                     state, reason = "fail", "NaN objective value"
         tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static"}
+        if result.score_source:
+            tags["score_source"] = result.score_source
         if state == "pruned":
             tags["pruned_at_epoch"] = str(int(result.metrics.get("epochs", len(result.history))))
         if metrics:

@@ -50,9 +50,17 @@ class TrialResult:
     worker_time_s: float = 0.0
     cost: dict[str, float] = field(default_factory=dict)  # cost measured after training (dynamic nets)
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes (workers may be remote)
+    score_source: str = ""  # "trained" (run_trial) or "inherited" (supernet weights, search/oneshot.py); "" = never scored
 
 
 def run_trial(spec: TrialSpec) -> TrialResult:
+    """Build and train ``spec``'s candidate; the result is tagged ``score_source: trained``."""
+    result = _run_trial(spec)
+    result.score_source = "trained"
+    return result
+
+
+def _run_trial(spec: TrialSpec) -> TrialResult:
     start = time.perf_counter()
     history: list[dict[str, float]] = []
     node = _node_id()

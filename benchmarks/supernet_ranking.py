@@ -1,0 +1,122 @@
+"""Does the supernet rank? Kendall tau between inherited-weight and stand-alone accuracy.
+
+For ``--archs`` architectures sampled across ``addernet-resnet`` (optionally restricted with
+``--ops``), each is trained stand-alone for ``--epochs`` epochs (``evaluators.evaluate``, the
+same training a search trial gets) and scored with inherited weights from a supernet trained for
+the same number of epochs with each sampler (uniform, strict-fair, sandwich), after batch-norm
+recalibration on ``--recal`` training batches. Prints one line per sampler and writes JSON.
+
+    python benchmarks/supernet_ranking.py --archs 20 --epochs 6 --out /tmp/issue-11/ranking.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ARCH_PREFIX = "stage"
+
+
+def _space(ops: list[str] | None):
+    from spaces import get_space
+
+    space = get_space("addernet-resnet")
+    return space.restricted({f"stage{s}.op": ops for s in (1, 2, 3)}) if ops else space
+
+
+def _archs(space, n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        a = {k: v for k, v in space.sample(rng).items() if k.startswith(ARCH_PREFIX)}
+        key = json.dumps(a, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(a)
+    return out
+
+
+def _standalone(args: tuple) -> dict:
+    arch, ops, epochs, seed = args
+    import torch
+
+    import evaluators
+    import supernets
+
+    torch.set_num_threads(1)
+    space = _space(ops)
+    full = space.validate(space.complete({**arch, "manidp.enabled": False}))
+    torch.manual_seed(seed)
+    model = supernets.build(space, full, input_shape=(1, 8, 8), num_classes=10)
+    res = evaluators.evaluate(model, data="digits", epochs=epochs, seed=seed)
+    return {"arch": arch, "val_accuracy": res["val_accuracy"], "wall_time_s": res["wall_time_s"]}
+
+
+def _supernet(args: tuple) -> dict:
+    sampling, archs, ops, epochs, recal_n, seed = args
+    import torch
+
+    import evaluators
+    import supernets
+    from evaluators.supernet import fixed_batches, score_inherited, train_supernet
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    space = _space(ops)
+    dm = evaluators.get_datamodule("digits", batch_size=64)
+    sn = supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed={"manidp.enabled": False})
+    train = train_supernet(sn, datamodule=dm, sampling=sampling, epochs=epochs, seed=seed)
+    recal, val = fixed_batches(dm, recal_n, seed=seed)
+    t = time.perf_counter()
+    scores = [score_inherited(sn, a, recal, val)["val_accuracy"] for a in archs]
+    return {"sampling": sampling, "inherited": scores, "train_wall_s": train["wall_time_s"],
+            "score_wall_s": time.perf_counter() - t, "steps": train["steps"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--recal", type=int, default=8, help="batch-norm recalibration batches per sub-network")
+    ap.add_argument("--ops", default="", help="comma-separated op families (default: all of the space)")
+    ap.add_argument("--samplers", default="uniform,strict-fair,sandwich")
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    from scipy.stats import kendalltau, spearmanr
+
+    ops = [o for o in args.ops.split(",") if o] or None
+    archs = _archs(_space(ops), args.archs, args.seed)
+    start = time.perf_counter()
+    load0 = os.getloadavg()
+    jobs_sn = [(s, archs, ops, args.epochs, args.recal, args.seed) for s in args.samplers.split(",")]
+    jobs_sa = [(a, ops, args.epochs, args.seed + 1) for a in archs]
+    with ProcessPoolExecutor(args.procs) as pool:
+        fut_sn = [pool.submit(_supernet, j) for j in jobs_sn]
+        standalone = list(pool.map(_standalone, jobs_sa))
+        sn_results = [f.result() for f in fut_sn]
+    truth = [r["val_accuracy"] for r in standalone]
+    rows = []
+    for r in sn_results:
+        tau = kendalltau(r["inherited"], truth).statistic
+        rho = spearmanr(r["inherited"], truth).statistic
+        rows.append({**r, "kendall_tau": float(tau), "spearman_rho": float(rho)})
+        print(f"{r['sampling']:12s} kendall_tau={tau:+.3f} spearman={rho:+.3f} supernet_train={r['train_wall_s']:.0f}s "
+              f"scoring={r['score_wall_s']:.1f}s mean_inherited_acc={sum(r['inherited']) / len(archs):.3f}")
+    print(f"stand-alone: mean acc {sum(truth) / len(truth):.3f} (min {min(truth):.3f}, max {max(truth):.3f}); "
+          f"{len(archs)} archs, {args.epochs} epochs; total {time.perf_counter() - start:.0f}s; "
+          f"loadavg start {load0[0]:.2f} end {os.getloadavg()[0]:.2f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"args": vars(args), "archs": archs, "standalone": standalone, "supernets": rows,
+                                              "loadavg_start": load0, "loadavg_end": os.getloadavg()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""One-shot search: train the space's supernet once, then score candidates with its weights.
+
+The engine stays the same loop (ask -> cost -> constraints -> executor -> tell -> MLflow); a
+``oneshot`` config block swaps two things in:
+
+1. before the loop, :meth:`OneShot.start` trains the supernet (``evaluators.supernet``) in the
+   driver, or data-parallel through Ray Train when more than one training worker or a cluster
+   address is configured. The training is its own MLflow run (``abacus.role: supernet``, child
+   of the search's run) with per-epoch curves and the supernet files as artifacts. It is
+   resumable: Lightning / Ray Train checkpoints live in ``<out>/supernet``, and a finished
+   supernet is reused as it is;
+2. the executor becomes :class:`InheritedExecutor`: candidates (already costed, constraint
+   violators already rejected by the engine) are scored in batches of ``candidates_per_task``
+   per Ray task, each task holding the supernet once per worker process; a candidate's score is
+   its path's accuracy after batch-norm recalibration. Child runs carry ``score_source:
+   inherited``; the ``retrain`` block trains the front from scratch on the ordinary executor
+   (``score_source: trained``).
+
+Dimensions the supernet does not switch (training recipes) are fixed for the search at the
+supernet's values, so every candidate is exactly a path of the trained supernet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from search.errors import ConfigError
+from search.worker import TrialResult, TrialSpec
+
+INHERITED_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss")
+SUPERNET_DIR = "supernet"
+RUN_FILE = "mlflow_run.json"
+
+
+def check_oneshot(cfg: Any, space: Any) -> None:
+    """Config checks of the ``oneshot`` block (called by ``search.config.check_names``)."""
+    import supernets
+    from search.config import COST_FIELDS
+
+    oc = cfg.oneshot
+    if not supernets.has_supernet(space):
+        raise ConfigError("oneshot", f"a space with a supernet ({', '.join(supernets.list_supernets())})", cfg.space)
+    if oc.sampling not in supernets.list_path_samplers():
+        raise ConfigError("oneshot.sampling", f"one of {', '.join(supernets.list_path_samplers())}", oc.sampling)
+    for i, o in enumerate(cfg.objectives):
+        if o.name not in INHERITED_METRICS + COST_FIELDS:
+            raise ConfigError(f"objectives.{i}.name", f"a metric known with inherited weights ({', '.join(INHERITED_METRICS + COST_FIELDS)})", o.name)
+    if cfg.scheduler.name != "none":
+        raise ConfigError("scheduler.name", "'none' with oneshot (inherited scores have no epochs to stop early)", cfg.scheduler.name)
+    if cfg.evaluator.function is not None:
+        raise ConfigError("evaluator.function", "no custom evaluation with oneshot (candidates are scored by the supernet)", cfg.evaluator.function)
+    if cfg.fixed.get("manidp.enabled"):
+        raise ConfigError("fixed.manidp.enabled", "False with oneshot (the supernet has no dynamic gates)", True)
+
+
+def _payload(out: Path) -> dict[str, Any]:
+    from evaluators.supernet import META_FILE, SUPERNET_FILE
+
+    weights = (out / SUPERNET_FILE).read_bytes()
+    meta = (out / META_FILE).read_text()
+    return {"key": hashlib.sha256(weights).hexdigest()[:16], "weights": weights, "meta": meta}
+
+
+_WORKER_CACHE: dict[str, Any] = {}
+
+
+def _scorer_state(payload: dict[str, Any], data: dict[str, Any]) -> tuple[Any, list, list]:
+    """The supernet and the fixed recalibration / validation batches, once per worker process."""
+    key = f"{payload['key']}:{json.dumps(data, sort_keys=True, default=str)}"
+    hit = _WORKER_CACHE.get(key)
+    if hit is not None:
+        return hit
+    import torch
+
+    import evaluators
+    from evaluators.supernet import fixed_batches
+    from spaces import SearchSpace
+    from supernets import build_supernet
+
+    meta = json.loads(payload["meta"])
+    space = SearchSpace.from_dict(meta["space"])
+    sn = build_supernet(space, input_shape=tuple(meta["task"]["input_shape"]), num_classes=int(meta["task"]["num_classes"]), fixed=meta["fixed"])
+    sn.load_state_dict(torch.load(io.BytesIO(payload["weights"]), weights_only=True, map_location="cpu"))
+    dm = evaluators.get_datamodule(data["data"], seed=data["seed"], batch_size=data["batch_size"], **data["data_kwargs"])
+    recal, val = fixed_batches(dm, data["recalibration_batches"], seed=data["seed"])
+    _WORKER_CACHE.clear()
+    _WORKER_CACHE[key] = (sn, recal, val)
+    return sn, recal, val
+
+
+def score_candidates(payload: dict[str, Any], data: dict[str, Any], items: list[tuple[int, dict[str, Any]]], threads: int = 1) -> list[TrialResult]:
+    """A Ray task (or a local call): inherited-weight scores of ``items`` = [(trial number, arch)]."""
+    import os
+
+    import torch
+
+    from evaluators.supernet import score_inherited
+
+    torch.set_num_threads(max(1, int(threads)))
+    node = os.uname().nodename
+    out = []
+    try:
+        sn, recal, val = _scorer_state(payload, data)
+    except Exception as exc:  # the whole batch fails with the reason; the search goes on
+        return [TrialResult(n, "fail", reason=f"supernet: {type(exc).__name__}: {exc}"[:500], node=node, score_source="inherited") for n, _ in items]
+    for number, arch in items:
+        start = time.perf_counter()
+        try:
+            metrics = score_inherited(sn, arch, recal, val)
+            out.append(TrialResult(number, "complete", {**metrics, "wall_time_s": time.perf_counter() - start}, node=node,
+                                   worker_time_s=time.perf_counter() - start, score_source="inherited"))
+        except Exception as exc:  # one broken candidate is data, not a crash
+            out.append(TrialResult(number, "fail", reason=f"{type(exc).__name__}: {exc}"[:500], node=node,
+                                   worker_time_s=time.perf_counter() - start, score_source="inherited"))
+    return out
+
+
+class InheritedExecutor:
+    """Executor interface of ``search.executors`` (``submit``, ``wait_one``, ``in_flight``,
+    ``shutdown``) over batched inherited-weight scoring; ``capacity`` tells the engine how many
+    candidates to keep in flight (two batches per worker)."""
+
+    def __init__(self, cfg: Any, supernet_dir: Path) -> None:
+        oc = cfg.oneshot
+        self.cfg = cfg
+        self.batch = int(oc.candidates_per_task)
+        self.workers = int(cfg.workers)
+        self.capacity = 2 * self.batch * self.workers
+        self.on_shutdown = None  # called with this executor before it shuts down (the engine logs its speed)
+        ev = cfg.evaluator
+        self.data = {"data": ev.data, "data_kwargs": dict(ev.data_kwargs), "batch_size": ev.batch_size, "seed": cfg.seed,
+                     "recalibration_batches": int(oc.recalibration_batches)}
+        self.threads = max(1, int(cfg.resources.cpus_per_trial))
+        payload = _payload(supernet_dir)
+        self._queue: list[TrialSpec] = []
+        self._ready: list[TrialResult] = []
+        self._running: dict[Any, int] = {}
+        self._local = cfg.executor == "local"
+        self._owns_ray = False
+        self._retrain = None
+        self._numbers: dict[Any, list[int]] = {}
+        self.scored = 0  # results handed to the engine, and the time from the first submit to the last
+        self.first_submit: float | None = None
+        self.last_result: float | None = None
+        if self._local:
+            self._payload = payload
+        else:
+            import ray
+
+            self._ray = ray
+            if not ray.is_initialized():
+                kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+                if cfg.address:
+                    ray.init(address=cfg.address, **kw)
+                else:
+                    ray.init(num_cpus=max(1, int(round(cfg.workers * cfg.resources.cpus_per_trial))), num_gpus=0, **kw)
+                self._owns_ray = True
+            self._payload = ray.put(payload)
+            self._remote = ray.remote(score_candidates).options(num_cpus=cfg.resources.cpus_per_trial, max_retries=cfg.budget.max_retries)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue) + sum(self._running.values()) + len(self._ready)
+
+    def submit(self, spec: TrialSpec) -> None:
+        if self.first_submit is None:
+            self.first_submit = time.perf_counter()
+        self._queue.append(spec)
+
+    @property
+    def candidates_per_s(self) -> float | None:
+        if not self.scored or self.first_submit is None or self.last_result is None:
+            return None
+        return self.scored / max(self.last_result - self.first_submit, 1e-9)
+
+    def _launch(self) -> None:
+        while self._queue and (self._local or len(self._running) < self.workers):
+            chunk, self._queue = self._queue[: self.batch], self._queue[self.batch:]
+            items = [(s.number, s.arch) for s in chunk]
+            if self._local:
+                self._ready.extend(score_candidates(self._payload, self.data, items, self.threads))
+                return
+            ref = self._remote.remote(self._payload, self.data, items, self.threads)
+            self._running[ref] = len(items)
+            self._numbers[ref] = [n for n, _ in items]
+
+    def wait_one(self) -> TrialResult:
+        while not self._ready:
+            self._launch()
+            if self._ready or not self._running:
+                continue
+            ready, _ = self._ray.wait(list(self._running), num_returns=1)
+            ref = ready[0]
+            self._running.pop(ref)
+            numbers = self._numbers.pop(ref)
+            try:
+                self._ready.extend(self._ray.get(ref))
+            except Exception as exc:  # the task died (worker lost, retries exhausted)
+                reason = f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self._ready.extend(TrialResult(n, "fail", reason=reason, score_source="inherited") for n in numbers)
+            self._launch()  # keep the workers busy while the engine tells these results
+        self.scored += 1
+        self.last_result = time.perf_counter()
+        return self._ready.pop(0)
+
+    def retrain_executor(self):
+        """The ordinary executor (build + train from scratch) for the ``retrain`` block."""
+        if self._retrain is None:
+            from search.executors import make_executor
+
+            self._retrain = make_executor(self.cfg)
+        return self._retrain
+
+    def shutdown(self) -> None:
+        if self.on_shutdown is not None:
+            self.on_shutdown(self)
+        if self._retrain is not None:
+            self._retrain.shutdown()
+        if not self._local:
+            for ref in list(self._running):
+                self._ray.cancel(ref, force=True)
+            self._running.clear()
+            if self._owns_ray:
+                self._ray.shutdown()
+        self._queue.clear()
+
+
+class OneShot:
+    """The engine's one-shot mode: supernet training (own MLflow run) and the scoring executor."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.cfg = engine.cfg
+        self.dir = Path(engine.out) / SUPERNET_DIR
+        self.executor: InheritedExecutor | None = None
+        self.run_id: str | None = None
+
+    # -- training ---------------------------------------------------------------------------
+    def _build(self):
+        import supernets
+
+        e = self.engine
+        return supernets.build_supernet(e.space, input_shape=e.input_shape, num_classes=e.num_classes, fixed=self.cfg.fixed)
+
+    def _mlflow_run(self, sn: Any) -> str:
+        """The supernet's MLflow run (created once; found again on resume)."""
+        path = self.dir / RUN_FILE
+        tracker = self.engine.tracker
+        if path.is_file():
+            rid = json.loads(path.read_text())["run_id"]
+            tracker.client.update_run(rid, status="RUNNING")
+            return rid
+        oc = self.cfg.oneshot
+        run = tracker.client.create_run(tracker.experiment_id, run_name="supernet", tags={
+            "mlflow.parentRunId": self.engine.parent_id, "abacus.role": "supernet", "sampling": oc.sampling})
+        rid = run.info.run_id
+        params = {"sampling": oc.sampling, "epochs": oc.epochs, "recalibration_batches": oc.recalibration_batches,
+                  "choice_layers": ",".join(f"{l.label}:{l.m}" for l in sn.choice_layers()), "parameters": sum(p.numel() for p in sn.parameters()),
+                  **{f"fixed.{k}": v for k, v in sn.fixed.items()}, **{f"sampler_options.{k}": v for k, v in oc.sampler_options.items()}}
+        tracker._log(rid, params=params)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": rid}))
+        return rid
+
+    def _train(self, sn: Any) -> dict[str, Any]:
+        from evaluators.supernet import save_supernet, train_supernet, train_supernet_distributed
+
+        import evaluators
+
+        cfg, oc, e = self.cfg, self.cfg.oneshot, self.engine
+        lr = oc.lr or cfg.evaluator.lr
+        replicas = oc.workers or cfg.workers
+        tracker = e.tracker
+        rid = self.run_id
+
+        def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            tracker.submit(tracker._log, rid, None, metrics, epoch)
+
+        if cfg.executor != "local" and (replicas > 1 or cfg.address):
+            import ray
+
+            if not ray.is_initialized():
+                kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+                if cfg.address:
+                    ray.init(address=cfg.address, **kw)
+                else:
+                    ray.init(num_cpus=max(replicas, int(round(cfg.workers * cfg.resources.cpus_per_trial))), num_gpus=0, **kw)
+            res = train_supernet_distributed(space=e.space, fixed=sn.fixed, data=cfg.evaluator.data, seed=cfg.seed,
+                                             data_kwargs={"seed": cfg.seed, "batch_size": cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs},
+                                             workers=replicas, out_dir=self.dir, sampling=oc.sampling, epochs=oc.epochs, lr=lr,
+                                             optimizer=cfg.evaluator.optimizer, weight_decay=cfg.evaluator.weight_decay,
+                                             sampler_options=oc.sampler_options, threads=max(1, int(cfg.resources.cpus_per_trial)))
+            for row in res["history"]:
+                metrics = {k: v for k, v in row.items() if k not in ("epoch", "_timestamp", "_time_this_iter_s", "_training_iteration")
+                           and not k.startswith("time_") and k not in ("timestamp", "training_iteration", "iterations_since_restore")}
+                log_epoch(int(row.get("epoch", 0)), metrics)
+            res["mode"] = f"ray-train-ddp x{replicas}"
+            return res
+        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
+        import torch
+
+        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial * max(1, cfg.workers))))
+        res = train_supernet(sn, datamodule=dm, sampling=oc.sampling, epochs=oc.epochs, lr=lr, optimizer=cfg.evaluator.optimizer,
+                             weight_decay=cfg.evaluator.weight_decay, seed=cfg.seed, sampler_options=oc.sampler_options,
+                             out_dir=self.dir, on_epoch=log_epoch)
+        save_supernet(sn, self.dir, {"epochs_done": oc.epochs, "sampling": oc.sampling})
+        res["mode"] = "local"
+        return res
+
+    def start(self, resume: bool) -> InheritedExecutor:
+        """Train (or reuse) the supernet, then return the scoring executor."""
+        from evaluators.supernet import META_FILE, SUPERNET_FILE
+
+        cfg, e = self.cfg, self.engine
+        sn = self._build()
+        cfg.fixed = {**sn.fixed, **cfg.fixed}  # candidates are paths of this supernet: recipes fixed at its values
+        self.run_id = self._mlflow_run(sn)
+        done = (self.dir / SUPERNET_FILE).is_file() and (self.dir / META_FILE).is_file() and \
+            json.loads((self.dir / META_FILE).read_text()).get("epochs_done") == cfg.oneshot.epochs
+        tracker = e.tracker
+        if done:
+            e.console.print(f"supernet: reusing the trained supernet in {self.dir}")
+        else:
+            e.console.print(f"supernet: training {cfg.oneshot.epochs} epochs with {cfg.oneshot.sampling!r} sampling")
+            res = self._train(sn)
+            tracker.flush()
+            tracker._log(self.run_id, metrics={"train_wall_time_s": float(res["wall_time_s"])})
+            tracker.client.set_tag(self.run_id, "training_mode", res["mode"])
+            for name in (SUPERNET_FILE, META_FILE):
+                tracker.client.log_artifact(self.run_id, str(self.dir / name))
+            e.console.print(f"supernet: trained in {res['wall_time_s']:.1f} s ({res['mode']})")
+        tracker.client.set_terminated(self.run_id, status="FINISHED")
+        self.executor = InheritedExecutor(cfg, self.dir)
+        self.executor.on_shutdown = self._log_speed
+        return self.executor
+
+    def _log_speed(self, executor: InheritedExecutor) -> None:
+        """The parent run records how fast candidates were scored (submit of the first to result
+        of the last, in the engine's loop, so it includes the driver's ask/cost/tell work)."""
+        rate = executor.candidates_per_s
+        if rate is not None:
+            self.engine.tracker.log_parent_metrics({"inherited_candidates_per_s": rate, "inherited_scored": executor.scored})
+            self.engine.console.print(f"scored {executor.scored} candidates with inherited weights at {rate:.1f}/s")
+
+    def retrain_executor(self):
+        return self.executor.retrain_executor()

@@ -1,0 +1,119 @@
+"""One-shot search end to end (tiny budget), its config checks, and data-parallel supernet training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from search.config import load_config
+from search.errors import ConfigError
+
+TINY = {
+    "restrict": {**{f"stage{s}.op": ["conv", "binary"] for s in (1, 2, 3)},
+                 **{f"stage{s}.width": [0.25, 0.5] for s in (1, 2, 3)},
+                 **{f"stage{s}.blocks": [1, 1] for s in (1, 2, 3)}},
+    "fixed": {f"stage{s}.bits": 32 for s in (1, 2, 3)},
+}
+
+
+def _write(tmp_path, extra: str = "") -> str:
+    import yaml
+
+    cfg = {"name": "oneshot-test", "space": "addernet-resnet", **TINY,
+           "objectives": [{"name": "val_accuracy", "direction": "maximize"}, {"name": "energy_mj", "direction": "minimize"}],
+           "strategy": {"name": "nsga2", "options": {"population_size": 8}}, "budget": {"trials": 24},
+           "oneshot": {"epochs": 1, "sampling": "strict-fair", "recalibration_batches": 2, "candidates_per_task": 4},
+           "retrain": {"epochs": 1}, "evaluator": {"data": "digits", "batch_size": 64}, "workers": 2,
+           "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}, "out": str(tmp_path / "run"), "save_weights": False}
+    path = tmp_path / "oneshot.yaml"
+    path.write_text(yaml.safe_dump(cfg) + extra)
+    return str(path)
+
+
+def _threshold(cfg) -> float:
+    """An energy bound that rejects the wider conv candidates: the cost of the narrowest conv net."""
+    import hw_cost
+    from spaces import get_space
+
+    space = get_space(cfg.space).restricted(cfg.restrict)
+    arch = space.validate(space.complete({**cfg.fixed, **{f"stage{s}.width": 0.25 for s in (1, 2, 3)},
+                                          **{f"stage{s}.op": "conv" for s in (1, 2, 3)}}))
+    report = hw_cost.estimate(space.workloads(arch, (1, 1, 8, 8), num_classes=10), (1, 1, 8, 8))
+    return float(report.energy_mj)
+
+
+def test_oneshot_search_end_to_end(tmp_path, ray_session):
+    from mlflow.tracking import MlflowClient
+
+    from search.engine import SearchEngine
+
+    cfg = load_config(_write(tmp_path))
+    cfg.constraints = [f"energy_mj <= {_threshold(cfg) * 1.001:.9g}"]
+    engine = SearchEngine(cfg, progress=False)
+    summary = engine.run()
+    assert summary["trials"] == 24 and summary["complete"] >= 2 and summary["infeasible"] >= 1
+    assert summary["front"] and summary["retrained"]
+    client = MlflowClient(summary["tracking_uri"])
+    runs = client.search_runs([summary["mlflow_experiment_id"]], max_results=1000)
+    by_role: dict[str, list] = {}
+    for r in runs:
+        by_role.setdefault(r.data.tags.get("abacus.role"), []).append(r)
+    (sn_run,) = by_role["supernet"]
+    assert sn_run.data.tags["mlflow.parentRunId"] == summary["parent_run_id"]
+    assert "train_loss" in sn_run.data.metrics and "val_accuracy_largest" in sn_run.data.metrics
+    assert {a.path for a in client.list_artifacts(sn_run.info.run_id)} >= {"supernet.pt", "supernet.json"}
+    trials = by_role["trial"]
+    scored = [r for r in trials if r.data.tags["state"] == "complete"]
+    assert scored and all(r.data.tags["score_source"] == "inherited" for r in scored)
+    infeasible = [r for r in trials if r.data.tags["state"] == "infeasible"]
+    assert infeasible and all("score_source" not in r.data.tags for r in infeasible)  # rejected before scoring
+    assert all(r.data.tags["score_source"] == "trained" for r in by_role["retrain"])
+    assert all(0.0 <= r.data.metrics["val_accuracy"] <= 1.0 for r in scored)
+    # the search's candidates are paths of the supernet: recipes fixed at its values
+    assert all(r.data.params["recipe.adder_eta"] == "0.2" for r in scored)
+
+
+def test_resumed_oneshot_reuses_the_trained_supernet(tmp_path, ray_session):
+    from search.engine import SearchEngine
+
+    path = _write(tmp_path)
+    cfg = load_config(path, ["budget.trials=6", "retrain=null"])
+    SearchEngine(cfg, progress=False).run()
+    weights = (tmp_path / "run" / "supernet" / "supernet.pt").stat().st_mtime_ns
+    cfg2 = load_config(path, ["budget.trials=10", "retrain=null"])
+    summary = SearchEngine(cfg2, progress=False).run(resume=True)
+    assert summary["trials"] == 10
+    assert (tmp_path / "run" / "supernet" / "supernet.pt").stat().st_mtime_ns == weights  # not trained again
+
+
+@pytest.mark.parametrize("override,key", [
+    ("oneshot.sampling=fairest", "oneshot.sampling"),
+    ("objectives=[{name: params, direction: minimize}]", "objectives.0.name"),
+    ("scheduler.name=mo-asha", "scheduler.name"),
+    ("fixed={manidp.enabled: true}", "fixed.manidp.enabled"),
+])
+def test_bad_oneshot_configs_name_the_key(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(_write(tmp_path), [override])
+
+
+@pytest.mark.slow
+def test_ddp_replicas_end_with_identical_weights(tmp_path, ray_session):
+    from evaluators.supernet import load_supernet, train_supernet_distributed
+    from spaces import get_space
+
+    space = get_space("addernet-resnet").restricted(TINY["restrict"])
+    dump = tmp_path / "replicas"
+    dump.mkdir()
+    res = train_supernet_distributed(space=space, fixed=TINY["fixed"], data="digits", data_kwargs={"batch_size": 64},
+                                     workers=2, out_dir=tmp_path / "sn", sampling="strict-fair", epochs=1, seed=3,
+                                     dump_replicas=str(dump))
+    r0 = torch.load(dump / "replica0.pt", weights_only=True)
+    r1 = torch.load(dump / "replica1.pt", weights_only=True)
+    assert r0.keys() == r1.keys() and len(r0) > 10
+    for name in r0:
+        assert torch.equal(r0[name], r1[name]), name
+    sn = load_supernet(tmp_path / "sn")  # the driver's copy is the replicas' weights
+    for name, p in sn.named_parameters():
+        assert torch.equal(p, r0[name])
+    assert res["history"] and res["history"][-1]["epoch"] == 0
