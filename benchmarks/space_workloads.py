@@ -2,12 +2,14 @@
 
 Run:  python benchmarks/space_workloads.py [--archs 10000] [--repeats 3] [--traced 20] [--spaces addernet-resnet fbnet]
 
-For each space with a ``workloads_fn``, on the same sampled architectures (best of ``repeats``):
-  * workloads:  ``space.workloads(arch, shape)`` (validation + the space's row writer);
-  * to_array:   ``hw_cost.workloads_to_array`` (rows -> structured numpy table; read-only rows a
-                writer shares between architectures are converted once);
-  * reports:    ``hw_cost.estimate_reports`` on that table (numpy engine + one summary CostReport each);
-  * end to end: the three together, architectures per second (target: >= 10,000 on an idle core);
+For each space with a ``workloads_fn``, on the same sampled architectures (best of ``repeats``),
+two paths from architecture dicts to summary ``CostReport``s, with identical numbers:
+  * batch path: ``space.workload_blocks`` (validation + the space's cached row blocks),
+                ``hw_cost.blocks_to_array`` (one index over distinct rows, no per-row Python) and
+                ``hw_cost.estimate_reports`` on that ``WorkloadBatch`` (per-row terms once per
+                distinct row); target >= 10,000 architectures/s on an idle core;
+  * per-arch path (the previous one): ``space.workloads`` per architecture, ``workloads_to_array``,
+                ``estimate_reports`` on the structured array; the ratio batch / per-arch;
   * the peer:   ``supernets.build`` + ``hw_cost.estimate`` (trace) per architecture, on ``--traced`` of
                 them, and the ratio end-to-end / traced (the same machine, the same run).
 Prints the load average: the machine these figures come from is shared; the end-to-end figure is
@@ -60,17 +62,28 @@ def bench(name: str, n: int, repeats: int, traced: int, device: str) -> None:
     sp = spaces.get_space(name)
     shape = SHAPES.get(name, (1, 3, 32, 32))
     archs = sample(sp, n)
+    # the batch path: blocks straight from the space, one index table, the engine on distinct rows
+    t_bl, blocks = best_of(lambda: sp.workload_blocks(archs, shape), repeats)
+    t_ix, wb = best_of(lambda: hw_cost.blocks_to_array(blocks), repeats)
+    t_rp, reps = best_of(lambda: hw_cost.estimate_reports(wb, device=device), repeats)
+    fast, fast_cpu = t_bl + t_ix + t_rp, sum(CPU[-3:])
+    # the per-architecture path: row lists, a structured array, the engine on every row
     t_wl, wls = best_of(lambda: [sp.workloads(x, shape) for x in archs], repeats)
     t_arr, (arr, _, _) = best_of(lambda: hw_cost.workloads_to_array(wls), repeats)
-    t_rep, reps = best_of(lambda: hw_cost.estimate_reports(arr, device=device, n_arch=len(archs)), repeats)
-    total = t_wl + t_arr + t_rep
-    cpu = sum(CPU[-3:])
-    print(f"{name}: {n} architectures at {shape}, {arr.size / n:.1f} rows/arch, device {device}")
-    print(f"  workloads (space.workloads)       : {n / t_wl:12,.0f} arch/s")
-    print(f"  workloads_to_array                : {n / t_arr:12,.0f} arch/s")
-    print(f"  estimate_reports (engine+reports) : {n / t_rep:12,.0f} arch/s")
-    print(f"  end to end (arch -> CostReport)   : {n / total:12,.0f} arch/s   torch imported: {'torch' in sys.modules}")
-    print(f"  end to end per CPU second         : {n / cpu:12,.0f} arch/s   (process CPU time: the work, not the wait)")
+    t_rep, old = best_of(lambda: hw_cost.estimate_reports(arr, device=device, n_arch=len(archs)), repeats)
+    total, cpu = t_wl + t_arr + t_rep, sum(CPU[-3:])
+    same = all(repr(a.to_dict()) == repr(b.to_dict()) for a, b in zip(reps, old))
+    print(f"{name}: {n} architectures at {shape}, {wb.idx.size / n:.1f} rows/arch ({wb.table.size} distinct), device {device}")
+    print(f"  batch path: workload_blocks     : {n / t_bl:12,.0f} arch/s")
+    print(f"              blocks_to_array     : {n / t_ix:12,.0f} arch/s")
+    print(f"              estimate_reports    : {n / t_rp:12,.0f} arch/s")
+    print(f"    end to end (arch -> CostReport): {n / fast:12,.0f} arch/s wall, {n / fast_cpu:10,.0f} per CPU second")
+    print(f"  per-arch path: workloads        : {n / t_wl:12,.0f} arch/s")
+    print(f"              workloads_to_array  : {n / t_arr:12,.0f} arch/s")
+    print(f"              estimate_reports    : {n / t_rep:12,.0f} arch/s")
+    print(f"    end to end (arch -> CostReport): {n / total:12,.0f} arch/s wall, {n / cpu:10,.0f} per CPU second")
+    print(f"  batch / per-arch path: x{total / fast:.2f} wall, x{cpu / fast_cpu:.2f} CPU; same reports: {same}; "
+          f"torch imported: {'torch' in sys.modules}")
     if traced:
         import supernets
 
@@ -79,7 +92,7 @@ def bench(name: str, n: int, repeats: int, traced: int, device: str) -> None:
         for a in sub:
             hw_cost.estimate(supernets.build(sp, a, input_shape=shape[1:]), shape, device=device)
         t_tr = (time.perf_counter() - t0) / len(sub)
-        print(f"  peer: build + trace + estimate    : {1 / t_tr:12,.1f} arch/s   -> fast path x{t_tr * n / total:,.0f}")
+        print(f"  peer: build + trace + estimate    : {1 / t_tr:12,.1f} arch/s   -> batch path x{t_tr * n / fast:,.0f}")
     print(f"  mean latency {sum(r.latency_ms for r in reps) / len(reps):.4g} ms")
 
 

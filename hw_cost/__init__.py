@@ -11,13 +11,13 @@ from .devices import DeviceProfile, get_device, list_devices, load_device_yaml, 
 from .energy import HOROWITZ, HorowitzAnchors, e_add, e_adder_kernel, e_mac, e_mul, e_xnor_popcount
 from .params import DEFAULT_PARAMS, CostParams
 from .report import CostReport, LayerRow
-from .workload import OP_NAMES, WORKLOAD_DTYPE, workloads_to_array
+from .workload import OP_NAMES, WORKLOAD_DTYPE, WorkloadBatch, blocks_to_array, workloads_to_array
 
 __all__ = [
     "estimate", "estimate_batch", "estimate_reports", "CostReport", "LayerRow", "DeviceProfile", "get_device", "list_devices",
     "load_device_yaml", "register_device", "CostParams", "DEFAULT_PARAMS", "HorowitzAnchors", "HOROWITZ",
     "e_add", "e_mul", "e_mac", "e_adder_kernel", "e_xnor_popcount", "OP_NAMES", "WORKLOAD_DTYPE",
-    "workloads_to_array", "trace_workloads",
+    "workloads_to_array", "blocks_to_array", "WorkloadBatch", "trace_workloads",
 ]
 
 

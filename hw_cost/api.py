@@ -10,7 +10,7 @@ from .devices import DeviceProfile, get_device
 from .engine import run_engine
 from .params import CostParams, resolve_params
 from .report import CostReport, LayerRow
-from .workload import OP_NAMES, check_array, workloads_to_array
+from .workload import OP_NAMES, WorkloadBatch, check_array, workloads_to_array
 
 BATCH_KEYS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram", "feasible",
               "onchip_dynamic_power_w", "energy_compute_mj", "energy_bram_mj", "energy_ddr_mj", "energy_static_mj",
@@ -92,19 +92,26 @@ def infeasible_reason(util: Mapping[str, float], dev: DeviceProfile, style: str)
     return f"infeasible on {dev.name} ({style}): {what} needs " + ", ".join(over) if over else f"infeasible on {dev.name} ({style})"
 
 
-def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, device: str | DeviceProfile = "zcu104", *,
+def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray | WorkloadBatch, device: str | DeviceProfile = "zcu104", *,
                    style: str = "overlay", pe_array: tuple[int, int] | None = None, default_bits: int | None = None,
                    mult_impl: str = "auto", params: CostParams | Mapping[str, Any] | None = None,
                    n_arch: int | None = None, batch_size: int = 1, chunk: int = 4096) -> dict[str, np.ndarray]:
     """Cost many architectures at once; returns a dict of numpy arrays (one entry per architecture).
 
-    ``batch`` is a list of workload lists or a structured array with ``hw_cost.WORKLOAD_DTYPE``
-    (``arch`` sorted; build one with ``hw_cost.workloads_to_array``). Same numbers as ``estimate``
-    on the same workloads. Layers with unknown ops are skipped here; ``n_uncosted`` counts them.
+    ``batch`` is a list of workload lists, a structured array with ``hw_cost.WORKLOAD_DTYPE``
+    (``arch`` sorted; build one with ``hw_cost.workloads_to_array``) or a ``hw_cost.WorkloadBatch``
+    (``hw_cost.blocks_to_array``: the fastest, each distinct row's terms computed once). Same
+    numbers as ``estimate`` on the same workloads, bit for bit. Layers with unknown ops are skipped
+    here; ``n_uncosted`` counts them.
     """
     dev = get_device(device)
     prm = resolve_params(params)
-    if isinstance(batch, np.ndarray):
+    table = idx = None
+    if isinstance(batch, WorkloadBatch):
+        table, idx, arch = batch.table, batch.idx, batch.arch
+        n = int(batch.n_arch if n_arch is None else n_arch)
+        n_unc = np.zeros(n)
+    elif isinstance(batch, np.ndarray):
         arr = check_array(batch)
         n = int(n_arch if n_arch is not None else (arr["arch"].max() + 1 if arr.size else 0))
         n_unc = np.zeros(n)
@@ -113,11 +120,17 @@ def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, de
         n = len(batch)
         n_unc = np.array([len(u) for u in unc], dtype=np.float64)
     out: dict[str, list[np.ndarray]] = {k: [] for k in BATCH_KEYS}
-    arch = arr["arch"]
+    if table is None:
+        arch = arr["arch"]
     for lo in range(0, max(n, 1) if n else 0, chunk):
         hi = min(n, lo + chunk)
         a, b = np.searchsorted(arch, lo, "left"), np.searchsorted(arch, hi, "left")
-        agg, _ = run_engine(arr[a:b], hi - lo, dev, prm, style=style, pe_array=pe_array, mult_impl=mult_impl, arch_offset=lo)
+        if table is None:
+            agg, _ = run_engine(arr[a:b], hi - lo, dev, prm, style=style, pe_array=pe_array, mult_impl=mult_impl,
+                                arch_offset=lo, want_rows=False)
+        else:
+            agg, _ = run_engine(None, hi - lo, dev, prm, style=style, pe_array=pe_array, mult_impl=mult_impl,
+                                arch_offset=lo, rows_of=(table, idx[a:b], arch[a:b]), want_rows=False)
         for k in BATCH_KEYS:
             out[k].append(np.asarray(agg[k], dtype=np.float64))
     res = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
@@ -130,7 +143,7 @@ def estimate_batch(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, de
     return res
 
 
-def estimate_reports(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray, device: str | DeviceProfile = "zcu104", *,
+def estimate_reports(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray | WorkloadBatch, device: str | DeviceProfile = "zcu104", *,
                      style: str = "overlay", pe_array: tuple[int, int] | None = None, default_bits: int | None = None,
                      mult_impl: str = "auto", params: CostParams | Mapping[str, Any] | None = None,
                      n_arch: int | None = None, batch_size: int = 1) -> list[CostReport]:

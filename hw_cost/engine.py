@@ -94,31 +94,79 @@ def _fold_sequence(pe: tuple[int, int]) -> list[tuple[int, int]]:
     return seq
 
 
-def run_engine(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, style: str = "overlay",
+def run_engine(arr: np.ndarray | None, n_arch: int, dev: DeviceProfile, p: CostParams, style: str = "overlay",
                pe_array: tuple[int, int] | int | None = None, mult_impl: str = "auto",
-               arch_offset: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Cost every architecture in ``arr``; returns (per-architecture arrays, per-layer arrays)."""
+               arch_offset: int = 0, rows_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+               want_rows: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Cost every architecture in ``arr``; returns (per-architecture arrays, per-layer arrays).
+
+    ``rows_of = (table, idx, arch)`` replaces ``arr`` (None then) by ``table[idx]`` with architecture
+    column ``arch``: the per-row terms that do not depend on the architecture are computed once per
+    distinct row of ``table`` and gathered, the same arithmetic row by row (bit-identical) at a
+    fraction of the work when architectures share rows. ``want_rows=False`` skips the per-layer outputs (the batch path)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if mult_impl not in MULT_IMPLS:
         raise ValueError(f"mult_impl must be one of {MULT_IMPLS}, got {mult_impl!r}")
     if pe_array is None:
         pe_array = dev.pe_array  # a board profile that describes one fixed design
-    L = _layer_terms(arr, n_arch, dev, p, arch_offset)
+    L = _layer_terms(arr, n_arch, dev, p, arch_offset, rows_of)
     if style == "overlay":
-        return _overlay(L, n_arch, dev, p, pe_array, mult_impl)
-    return _dataflow(L, n_arch, dev, p, pe_array, mult_impl)
+        return _overlay(L, n_arch, dev, p, pe_array, mult_impl, want_rows)
+    return _dataflow(L, n_arch, dev, p, pe_array, mult_impl, want_rows)
 
 
 # --------------------------------------------------------------------------------------------
 # per-layer terms shared by both styles
 # --------------------------------------------------------------------------------------------
 
-def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams, arch_offset: int = 0) -> dict[str, Any]:
-    op = arr["op"].astype(np.int64)
-    arch = arr["arch"].astype(np.int64)
+def _layer_terms(arr: np.ndarray | None, n_arch: int, dev: DeviceProfile, p: CostParams, arch_offset: int = 0,
+                 rows_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    if rows_of is None:
+        assert arr is not None
+        arch = arr["arch"].astype(np.int64)
+        L = _row_terms(arr, dev, p)
+    else:
+        table, idx, arch = rows_of
+        arch = arch.astype(np.int64)
+        # distinct rows first when that is less work (a small batch against a large row cache)
+        L = _Gathered(_row_terms(table, dev, p), idx) if table.size < idx.size else _row_terms(table[idx], dev, p)
     if arch_offset:
         arch -= arch_offset
+    counts, starts = _segments(arch, n_arch)
+    L.update(arch=arch, counts=counts, starts=starts)
+    return L
+
+
+class _Gathered(dict):
+    """Per-row terms of distinct rows, gathered to the batch's rows on first use (a style reads
+    only some of them)."""
+
+    def __init__(self, terms: dict[str, np.ndarray], idx: np.ndarray) -> None:
+        super().__init__()
+        self._terms, self._idx = terms, idx
+
+    def __missing__(self, key: str) -> np.ndarray:
+        v = self[key] = self._terms[key][self._idx]
+        return v
+
+
+def _group_max(key: np.ndarray, vals: np.ndarray, size: int) -> np.ndarray:
+    """``out[k] = max(0, vals[key == k])``: one bincount per distinct value when there are few
+    (bit widths: a handful), ``np.maximum.at`` otherwise; the max is exact either way."""
+    out = np.zeros(size)
+    u = np.unique(vals) if vals.size else vals
+    if u.size > 16:
+        np.maximum.at(out, key, vals)
+        return out
+    for v in u[u > 0]:  # ascending: a larger value overwrites
+        out[np.bincount(key[vals == v], minlength=size) > 0] = v
+    return out
+
+
+def _row_terms(arr: np.ndarray, dev: DeviceProfile, p: CostParams) -> dict[str, Any]:
+    """The per-layer terms that depend on the row alone (not on its architecture)."""
+    op = arr["op"].astype(np.int64)
     kind = OP_KIND[op].astype(np.int64)
     sfu = OP_SFU[op].astype(np.int64)
     wb = arr["w_bits"].astype(np.float64)
@@ -167,12 +215,11 @@ def _layer_terms(arr: np.ndarray, n_arch: int, dev: DeviceProfile, p: CostParams
     w_bytes = arr["params"] * wb / 8.0 * ratio
     in_b, out_b = in_e * ab / 8.0, out_e * ab / 8.0
     idle = fused | (kind == NONE)
-    counts, starts = _segments(arch, n_arch)
-    return dict(arch=arch, kind=kind, sfu=sfu, wb=wb, ab=ab, flt=flt, ratio=ratio, fused=fused, idle=idle,
+    return dict(kind=kind, sfu=sfu, wb=wb, ab=ab, flt=flt, ratio=ratio, fused=fused, idle=idle,
                 cin=cin, cout=cout, K=K, pix=pix, wino=wino, dw=dw, has_ch=has_ch, map_K=map_K, map_pix=map_pix,
                 ops=ops, ops_eff=ops * ratio, tr=tr, vec_work=vec_work, compute_pj=compute_pj, is_pool=is_pool,
                 pool_win=pool_win, side=side, side_b=side * ab / 8.0,
-                w_bytes=w_bytes, in_b=in_b, out_b=out_b, counts=counts, starts=starts)
+                w_bytes=w_bytes, in_b=in_b, out_b=out_b)
 
 
 def _kind_stats(L: dict[str, Any], n_arch: int):
@@ -182,14 +229,14 @@ def _kind_stats(L: dict[str, Any], n_arch: int):
     key = arch[mac] * 3 + kind[mac]
     kops = np.bincount(key, weights=L["ops_eff"][mac], minlength=3 * n_arch).astype(np.float64).reshape(n_arch, 3)
     kcnt = np.bincount(key, minlength=3 * n_arch).reshape(n_arch, 3)
-    ka = np.zeros(3 * n_arch); np.maximum.at(ka, key, L["ab"][mac])
-    kw = np.zeros(3 * n_arch); np.maximum.at(kw, key, L["wb"][mac])
-    kf = np.zeros(3 * n_arch); np.maximum.at(kf, key, L["flt"][mac].astype(np.float64))
+    ka = _group_max(key, L["ab"][mac], 3 * n_arch)
+    kw = _group_max(key, L["wb"][mac], 3 * n_arch)
+    kf = _group_max(key, L["flt"][mac].astype(np.float64), 3 * n_arch)
     vm = _IS_VECMOVE[kind] & ~L["fused"]   # fused ops run in the array's output stage: no unit of their own
     skey = arch[vm] * _NS + L["sfu"][vm]
     scnt = np.bincount(skey, minlength=_NS * n_arch).reshape(n_arch, _NS)
-    sa = np.zeros(_NS * n_arch); np.maximum.at(sa, skey, L["ab"][vm])
-    sf = np.zeros(_NS * n_arch); np.maximum.at(sf, skey, L["flt"][vm].astype(np.float64))
+    sa = _group_max(skey, L["ab"][vm], _NS * n_arch)
+    sf = _group_max(skey, L["flt"][vm].astype(np.float64), _NS * n_arch)
     wino_any = np.bincount(arch[L["wino"]], minlength=n_arch) > 0
     return (kops, kcnt > 0, ka.reshape(n_arch, 3), kw.reshape(n_arch, 3), kf.reshape(n_arch, 3) > 0,
             scnt > 0, sa.reshape(n_arch, _NS), sf.reshape(n_arch, _NS) > 0, wino_any)
@@ -234,7 +281,7 @@ def _mul_dsp_split(a, w, f, lanes, budget, mult_impl: str, dev: DeviceProfile, p
 # overlay: one layer-sequential PE array (per MAC kind), sized to fit, folded when it does not
 # --------------------------------------------------------------------------------------------
 
-def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
+def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_rows: bool = True):
     counts, starts, arch, kind = L["counts"], L["starts"], L["arch"], L["kind"]
     if pe_array is None:
         cands = list(p.overlay_candidates)
@@ -352,17 +399,19 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
     # on-chip (BRAM) traffic: weights once, inputs once per output-channel block, outputs once
     reuse = np.where(ismac & L["has_ch"], _ceil(cout / pout_l), 1.0)
     bram_b = np.where(idle, L["side_b"], w_b + in_b * reuse + out_b)
-    out = _finish(L, A, dev, cyc, comp, mem, ddr, bram_b, lat)
+    out = _finish(L, A, dev, cyc, comp, mem, ddr, bram_b, lat, want_rows)
     out.update(lut=lut[ar, ch], ff=ff[ar, ch], dsp=dsp[ar, ch], bram=bram[ar, ch], feasible=feas[ar, ch],
                pe_in=cin_c[ch], pe_out=cout_c[ch], lanes=(kpres * lanes[ar, :, ch]).sum(1),
                folded=(ch > 0) if pe_array is not None else np.zeros(A, bool),
                throughput_fps=np.divide(1.0, out["latency_ms"] * 1e-3, out=np.zeros(A), where=out["latency_ms"] > 0))
+    if not want_rows:
+        return out, {}
     rows = dict(cycles=cyc, compute_cycles=comp, memory_cycles=mem, ddr_bytes=ddr, bram_bytes=bram_b,
                 lanes=np.where(ismac, pin_l * pout_l, V_l), **out.pop("_rows"))
     return out, rows
 
 
-def _finish(L, A, dev: DeviceProfile, cyc, comp, mem, ddr, bram_b, lat_cycles_arch):
+def _finish(L, A, dev: DeviceProfile, cyc, comp, mem, ddr, bram_b, lat_cycles_arch, want_rows: bool = True):
     """Energy and latency totals from the chosen per-layer cycles (shared by both styles)."""
     counts, starts = L["counts"], L["starts"]
     f = dev.clock_hz
@@ -376,15 +425,17 @@ def _finish(L, A, dev: DeviceProfile, cyc, comp, mem, ddr, bram_b, lat_cycles_ar
     # dataflow latency is not the sum of stage times: rescale static energy to the arch latency
     lat_sum = _seg_sum(lat_s_l, counts, starts) * 1e3
     scale = np.divide(lat_ms, lat_sum, out=np.ones(A), where=lat_sum > 0)
-    e_s = e_s * scale[L["arch"]]
     es = np.where(lat_sum > 0, es * scale, dev.static_power_w * lat_ms)
     energy = ec + eb + ed + es
-    e_row = e_c + e_b + e_d + e_s
     lat_safe = np.where(lat_ms > 0, lat_ms, np.inf)
     out = dict(energy_mj=energy, latency_ms=lat_ms, power_w=np.where(lat_ms > 0, energy / lat_safe, 0.0),
                onchip_dynamic_power_w=np.where(lat_ms > 0, (ec + eb) / lat_safe, 0.0),
                energy_compute_mj=ec, energy_bram_mj=eb, energy_ddr_mj=ed, energy_static_mj=es,
                ops=_seg_sum(L["ops_eff"], counts, starts), ddr_bytes=_seg_sum(ddr, counts, starts))
+    if not want_rows:
+        return out
+    e_s = e_s * scale[L["arch"]]
+    e_row = e_c + e_b + e_d + e_s
     tot = energy[L["arch"]]
     out["_rows"] = dict(energy_mj=e_row, share=np.divide(e_row, tot, out=np.zeros_like(e_row), where=tot > 0),
                         latency_ms=lat_s_l * 1e3, bound=np.where(mem > comp, 1, 0), ops=L["ops_eff"])
@@ -395,7 +446,7 @@ def _finish(L, A, dev: DeviceProfile, cyc, comp, mem, ddr, bram_b, lat_cycles_ar
 # dataflow: one engine per layer, lanes in proportion to work, throughput set by the slowest
 # --------------------------------------------------------------------------------------------
 
-def _dataflow(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
+def _dataflow(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_rows: bool = True):
     """Per-layer engines; total lanes 2^k, the largest feasible k found by a per-architecture bisection
     (resources grow with k, so feasibility is monotone)."""
     top = p.dataflow_max_log2_lanes
@@ -415,7 +466,7 @@ def _dataflow(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl):
         lo = np.where(act & ok, mid, lo)
         hi = np.where(act & ~ok, mid, hi)
     k = np.maximum(lo, 0)
-    res = _df_at(pre, L, A, dev, p, k, mult_impl, full=True)
+    res = _df_at(pre, L, A, dev, p, k, mult_impl, full=True, want_rows=want_rows)
     out, rows = res["out"], res["rows"]
     out["folded"] = (k < top) if pe_array is not None else np.zeros(A, bool)
     return out, rows
@@ -460,7 +511,8 @@ def _df_prepare(L, A, dev: DeviceProfile, p: CostParams) -> dict[str, Any]:
                 small=(~f) & (a + w <= p.lut_mult_max_sum_bits))
 
 
-def _df_at(pre, L, A, dev: DeviceProfile, p: CostParams, k: np.ndarray, mult_impl: str, full: bool) -> dict[str, Any]:
+def _df_at(pre, L, A, dev: DeviceProfile, p: CostParams, k: np.ndarray, mult_impl: str, full: bool,
+           want_rows: bool = True) -> dict[str, Any]:
     """Resources (and, if ``full``, cycles/energy) of the dataflow design with 2^k[a] lanes per architecture."""
     counts, starts, arch, kind = L["counts"], L["starts"], L["arch"], L["kind"]
     eng, ismac, vecm = pre["eng"], pre["ismac"], pre["vecm"]
@@ -503,10 +555,12 @@ def _df_at(pre, L, A, dev: DeviceProfile, p: CostParams, k: np.ndarray, mult_imp
     ddr = pre["ddr"]
     mem_row = np.where(eng, ddr / pre["bpc"], 0.0)
     bram_b = np.where(eng, L["w_bytes"] + L["in_b"] + L["out_b"], 0.0)
-    out = _finish(L, A, dev, comp, comp, mem_row, ddr, bram_b, lat)
+    out = _finish(L, A, dev, comp, comp, mem_row, ddr, bram_b, lat, want_rows)
     out.update(lut=lut, ff=ff, dsp=dsp, bram=bram, feasible=feas, pe_in=2.0 ** k, pe_out=np.ones(A),
                lanes=_seg_sum(lanes, counts, starts),
                throughput_fps=np.divide(dev.clock_hz, iv, out=np.zeros(A), where=iv > 0))
+    if not want_rows:
+        return {"out": out, "rows": {}}
     rows = out.pop("_rows")
     rows["bound"] = np.where((pre["ddr_cyc"][arch] >= iv[arch]) & eng, 1, 0)
     rows.update(cycles=comp, compute_cycles=comp, memory_cycles=mem_row, ddr_bytes=ddr, bram_bytes=bram_b, lanes=lanes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -146,13 +146,24 @@ def _frozen_index(d: Any, dbits: float) -> int:
     return i
 
 
+def _frozen_trim() -> None:
+    if len(_FROZEN_ROWS) > _FROZEN_MAX or len(_BLOCK_IDX) > _FROZEN_MAX:
+        _FROZEN_IDX.clear(), _FROZEN_KEEP.clear(), _FROZEN_ROWS.clear(), _FROZEN_NAMES.clear(), _BLOCK_IDX.clear()
+        _FROZEN_TABLE[0] = np.zeros(0, dtype=WORKLOAD_DTYPE)
+
+
+def _frozen_table() -> np.ndarray:
+    table = _FROZEN_TABLE[0]
+    if table.size < len(_FROZEN_ROWS):
+        table = _FROZEN_TABLE[0] = np.array(_FROZEN_ROWS, dtype=WORKLOAD_DTYPE)
+    return table
+
+
 def _frozen_batch(batch: Sequence[Sequence[Any]], dbits: float) -> tuple[np.ndarray, list[list[str]]] | None:
     """The structured array of a batch made only of read-only rows, by index into a table of rows
     converted once (no per-row Python conversion after the first time a row is seen); None when a
     row is not read-only or not costed (the general path then handles the batch)."""
-    if len(_FROZEN_ROWS) > _FROZEN_MAX:
-        _FROZEN_IDX.clear(), _FROZEN_KEEP.clear(), _FROZEN_ROWS.clear(), _FROZEN_NAMES.clear()
-        _FROZEN_TABLE[0] = np.zeros(0, dtype=WORKLOAD_DTYPE)
+    _frozen_trim()
     idx: list[int] = []
     counts: list[int] = []
     get = _FROZEN_IDX.get
@@ -170,9 +181,7 @@ def _frozen_batch(batch: Sequence[Sequence[Any]], dbits: float) -> tuple[np.ndar
                     return None
             idx.append(i)
         counts.append(len(idx) - n0)
-    table = _FROZEN_TABLE[0]
-    if table.size < len(_FROZEN_ROWS):
-        table = _FROZEN_TABLE[0] = np.array(_FROZEN_ROWS, dtype=WORKLOAD_DTYPE)
+    table = _frozen_table()
     ii = np.fromiter(idx, dtype=np.int64, count=len(idx))
     arr = table[ii]
     arr["arch"] = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
@@ -181,6 +190,76 @@ def _frozen_batch(batch: Sequence[Sequence[Any]], dbits: float) -> tuple[np.ndar
         names.append([_FROZEN_NAMES[j] or f"layer{li}" for li, j in enumerate(idx[k:k + c])])
         k += c
     return arr, names
+
+
+# blocks (tuples of read-only rows a space caches and shares) -> their rows' indices in the table
+_BLOCK_IDX: dict[tuple[int, float], np.ndarray] = {}
+
+
+class WorkloadBatch(NamedTuple):
+    """Many architectures' workloads as distinct rows and an index: row ``r`` of architecture
+    ``arch[r]`` is ``table[idx[r]]`` (``arch`` ascending; ``n_arch`` counts architectures, one may
+    have no rows). ``estimate_batch``/``estimate_reports`` take it whole and compute each distinct
+    row's terms once; ``to_array()`` gives the ``WORKLOAD_DTYPE`` table ``workloads_to_array`` would."""
+
+    table: np.ndarray
+    idx: np.ndarray
+    arch: np.ndarray
+    n_arch: int
+
+    def to_array(self) -> np.ndarray:
+        arr = self.table[self.idx]
+        arr["arch"] = self.arch
+        return arr
+
+
+def _block_index(block: Any, dbits: float) -> np.ndarray | None:
+    ii = []
+    for d in block:
+        if type(d) is not _FROZEN:
+            return None
+        i = _frozen_index(d, dbits)
+        if i < 0:
+            return None
+        ii.append(i)
+    ix = _BLOCK_IDX[(id(block), dbits)] = np.array(ii, dtype=np.int64)
+    _FROZEN_KEEP.append(block)  # keeps the id unique while the entry lives
+    return ix
+
+
+def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None], default_bits: int | None = None,
+                    ) -> WorkloadBatch | None:
+    """Architectures given as sequences of *blocks* -> a ``WorkloadBatch``, without touching rows.
+
+    A block is a tuple of read-only rows (``types.MappingProxyType``) that a space's ``workloads_fn``
+    caches and shares between architectures (``SearchSpace.workload_blocks`` returns them): each
+    distinct block is converted once, so assembling a batch costs one index concatenation and one
+    gather, no Python work per row. Returns None when a block holds a row that is not read-only or
+    not costed, or an architecture is None: the caller then uses ``workloads_to_array`` on the
+    flattened rows (same numbers, with names, uncosted lists and exact error messages)."""
+    dbits = 32.0 if default_bits is None else float(default_bits)
+    _frozen_trim()
+    parts: list[np.ndarray] = []
+    counts: list[int] = []
+    get = _BLOCK_IDX.get
+    for blocks in batch:
+        if blocks is None:
+            return None
+        c = 0
+        for b in blocks:
+            ix = get((id(b), dbits))
+            if ix is None:
+                if not isinstance(b, tuple):
+                    return None
+                ix = _block_index(b, dbits)
+                if ix is None:
+                    return None
+            parts.append(ix)
+            c += ix.size
+        counts.append(c)
+    idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    arch = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return WorkloadBatch(_frozen_table(), idx, arch, len(counts))
 
 
 def workloads_to_array(batch: Sequence[Sequence[Mapping[str, Any]]], default_bits: int | None = None,

@@ -154,6 +154,31 @@ def _conv_workload(op: str, n: int, cin: int, cout: int, kk: int, pix: int, ie: 
     return d
 
 
+def addernet_resnet_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 10,
+                                    default_bits: int | None = None) -> tuple[tuple[Mapping[str, Any], ...], ...] | None:
+    """``addernet_resnet_workloads`` as its cached blocks (stem, one per stage, head): tuples of
+    read-only rows shared between architectures (``hw_cost.blocks_to_array`` converts each once).
+    None for ManiDP-gated architectures."""
+    if arch.get("manidp.enabled"):
+        return None
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes: expected a positive int, found {num_classes!r}")
+    n, c, h, w = _check_shape(input_shape)
+    db = None if default_bits is None else int(default_bits)
+    width0 = stage_width(BASE_WIDTHS[0], float(arch["stage1.width"]))
+    out = [_stem_rows(n, c, h, w, width0, db)]
+    prev, bi = width0, 0
+    for s in (1, 2, 3):
+        blocks = int(arch[f"stage{s}.blocks"])
+        width = stage_width(BASE_WIDTHS[s - 1], float(arch[f"stage{s}.width"]))
+        block, h, w = _stage_rows(s, arch[f"stage{s}.op"], int(arch.get(f"stage{s}.bits", 32)), width, blocks, prev,
+                                  n, h, w, bi, db)
+        out.append(block)
+        prev, bi = width, bi + blocks
+    out.append(_head_rows(n, prev, h, w, num_classes, db))
+    return tuple(out)
+
+
 def addernet_resnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 10,
                               default_bits: int | None = None) -> list[Mapping[str, Any]] | None:
     """Workload dicts of ``addernet-resnet`` architecture ``arch`` on input ``(N, C, H, W)``.
@@ -169,24 +194,11 @@ def addernet_resnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int
     list is a concatenation of cached blocks, and ``hw_cost.workloads_to_array`` converts each
     distinct row once. Copy a row (``dict(row)``) to change it.
     """
-    if arch.get("manidp.enabled"):
-        return None
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes: expected a positive int, found {num_classes!r}")
-    n, c, h, w = _check_shape(input_shape)
-    db = None if default_bits is None else int(default_bits)
-    width0 = stage_width(BASE_WIDTHS[0], float(arch["stage1.width"]))
-    rows = list(_stem_rows(n, c, h, w, width0, db))
-    prev, bi = width0, 0
-    for s in (1, 2, 3):
-        blocks = int(arch[f"stage{s}.blocks"])
-        width = stage_width(BASE_WIDTHS[s - 1], float(arch[f"stage{s}.width"]))
-        block, h, w = _stage_rows(s, arch[f"stage{s}.op"], int(arch.get(f"stage{s}.bits", 32)), width, blocks, prev,
-                                  n, h, w, bi, db)
-        rows += block
-        prev, bi = width, bi + blocks
-    rows += _head_rows(n, prev, h, w, num_classes, db)
-    return rows
+    blocks = addernet_resnet_workload_blocks(arch, input_shape, num_classes=num_classes, default_bits=default_bits)
+    return None if blocks is None else [r for b in blocks for r in b]
+
+
+addernet_resnet_workloads.blocks = addernet_resnet_workload_blocks  # type: ignore[attr-defined]  (SearchSpace.workload_blocks)
 
 
 def _frozen(rows: list[dict]) -> tuple:

@@ -128,17 +128,28 @@ def _tail(n: int, h: int, w: int, setting: str, bits: tuple, num_classes: int) -
     return _frozen(wr.rows)
 
 
-def fbnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 100,
-                    default_bits: int | None = None, setting: str = "cifar") -> list[Mapping[str, Any]]:
-    """Workload dicts of ``fbnet`` architecture ``arch`` on input ``(N, C, H, W)`` (see the module docstring)."""
+def fbnet_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 100,
+                          default_bits: int | None = None, setting: str = "cifar") -> tuple[tuple[Mapping[str, Any], ...], ...]:
+    """``fbnet_workloads`` as its cached blocks (stem, 22 layers, tail), each a tuple of read-only rows
+    shared between architectures: ``hw_cost.blocks_to_array`` converts each distinct block once."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes: expected a positive int, found {num_classes!r}")
     n, c, h, w = check_shape(input_shape)
     bits = () if default_bits is None else (("w_bits", int(default_bits)), ("a_bits", int(default_bits)))
     stem, h, w = _stem(n, c, h, w, setting, bits)
-    rows = list(stem)
+    out = [stem]
     for i in range(N_LAYERS):
         block, h, w = _layer_rows(i, arch[f"layer{i + 1}.op"], n, h, w, setting, bits)
-        rows += block
-    rows += _tail(n, h, w, setting, bits, num_classes)
-    return rows
+        out.append(block)
+    out.append(_tail(n, h, w, setting, bits, num_classes))
+    return tuple(out)
+
+
+def fbnet_workloads(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 100,
+                    default_bits: int | None = None, setting: str = "cifar") -> list[Mapping[str, Any]]:
+    """Workload dicts of ``fbnet`` architecture ``arch`` on input ``(N, C, H, W)`` (see the module docstring)."""
+    return [r for b in fbnet_workload_blocks(arch, input_shape, num_classes=num_classes, default_bits=default_bits,
+                                             setting=setting) for r in b]
+
+
+fbnet_workloads.blocks = fbnet_workload_blocks  # type: ignore[attr-defined]  (SearchSpace.workload_blocks)

@@ -163,6 +163,33 @@ class SearchSpace:
         kw = task if names is None else {k: v for k, v in task.items() if k in names}
         return fn(self.validate(arch), tuple(input_shape), **kw)
 
+    def workload_blocks(self, archs: Sequence[Mapping[str, Any]], input_shape: Sequence[int],
+                        **task: Any) -> list[Sequence[Sequence[Mapping[str, Any]]] | None] | None:
+        """``workloads`` for many architectures, each as a sequence of row *blocks* (the batch path).
+
+        A ``workloads_fn`` with a ``blocks`` attribute (same signature, returning the tuples of
+        read-only rows it caches) hands its blocks over as they are, which ``hw_cost.blocks_to_array``
+        turns into one table without any per-row work; otherwise each architecture's rows are one
+        block. Flattening an architecture's blocks gives ``workloads(arch, ...)`` exactly. None
+        when the space has no ``workloads_fn``; an entry is None where ``workloads`` returns None."""
+        if self.workloads_fn is None:
+            return None
+        flat, names = _resolved(self.workloads_fn)
+        fn = getattr(flat, "blocks", None) or flat
+        wrap = fn is flat
+        if self.options:
+            task = {**self.options, **task}
+        kw = task if names is None else {k: v for k, v in task.items() if k in names}
+        shape = tuple(input_shape)
+        validate = self.validate
+        if not wrap:
+            return [fn(validate(a), shape, **kw) for a in archs]
+        out: list[Sequence[Sequence[Mapping[str, Any]]] | None] = []
+        for a in archs:
+            rows = fn(validate(a), shape, **kw)
+            out.append(None if rows is None else [rows])
+        return out
+
     def with_options(self, options: Mapping[str, Any]) -> "SearchSpace":
         """A copy whose builder and ``workloads_fn`` get these keyword options (``space_options``)."""
         import dataclasses
