@@ -1,6 +1,6 @@
 """Throughput of the config-level cost path (architecture dict -> CostReport, no torch) vs tracing.
 
-Run:  python benchmarks/space_workloads.py [--archs 10000] [--repeats 3] [--traced 20] [--spaces addernet-resnet fbnet]
+Run:  python benchmarks/space_workloads.py [--archs 10000] [--repeats 3] [--traced 20] [--spaces addernet-resnet fbnet tnt]
 
 For each space with a ``workloads_fn``, on the same sampled architectures (best of ``repeats``),
 two paths from architecture dicts to summary ``CostReport``s, with identical numbers:
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hw_cost  # noqa: E402
 import spaces  # noqa: E402
 
-SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32)}
+SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8)}
 
 
 CPU: list[float] = []  # process CPU seconds of the last best_of (the work, whatever the machine's load)

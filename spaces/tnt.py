@@ -85,6 +85,7 @@ def tnt_space() -> SearchSpace:
                     "bits, and ViT pruning (VTP)",
         dimensions=dims,
         builder="supernets.tnt:build_tnt",
+        workloads_fn="spaces.tnt_workloads:tnt_workloads",
         presets={
             "tnt_s": {**common, "tnt.embed_dim": 384, "tnt.outer_heads": 6, "tnt.inner_dim": 24},
             "tnt_b": {**common, "tnt.embed_dim": 640, "tnt.outer_heads": 10, "tnt.inner_dim": 40},

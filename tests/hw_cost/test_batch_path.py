@@ -14,7 +14,7 @@ import pytest
 import hw_cost
 import spaces
 
-SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32)}
+SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8)}
 FAST = [n for n in spaces.list_spaces() if spaces.get_space(n).workloads_fn is not None]
 
 
@@ -30,7 +30,7 @@ def _archs(sp, n: int) -> list[dict]:
 
 
 def test_every_built_in_fast_space_is_covered():
-    assert {"addernet-resnet", "fbnet"} <= set(FAST)
+    assert {"addernet-resnet", "fbnet", "tnt"} <= set(FAST)
 
 
 @pytest.mark.parametrize("name", FAST)
