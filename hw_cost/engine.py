@@ -27,8 +27,13 @@ _IS_FUSABLE = np.isin(np.arange(6), (VEC, MOVE, NONE))
 
 
 def _ceil(x):
-    # guard against float noise: ceil(4.0000000001) must stay 4
-    return np.ceil(np.asarray(x) - 1e-9) + 0.0  # + 0.0 turns -0.0 into 0.0
+    # guard against float noise: ceil(4.0000000001) must stay 4; + 0.0 turns -0.0 into 0.0
+    y = np.asarray(x) - 1e-9
+    if y.ndim == 0:
+        return np.ceil(y) + 0.0
+    np.ceil(y, out=y)
+    y += 0.0
+    return y
 
 
 def _tree_share(q, pw):
@@ -215,7 +220,15 @@ def _row_terms(arr: np.ndarray, dev: DeviceProfile, p: CostParams) -> dict[str, 
     w_bytes = arr["params"] * wb / 8.0 * ratio
     in_b, out_b = in_e * ab / 8.0, out_e * ab / 8.0
     idle = fused | (kind == NONE)
-    return dict(kind=kind, sfu=sfu, wb=wb, ab=ab, flt=flt, ratio=ratio, fused=fused, idle=idle,
+    # overlay: activations that overflow the activation buffer stream from DDR, re-read once per
+    # weight tile (row-local, so computed once per distinct row on the batch path)
+    onchip = dev.util_cap * (dev.bram36 * p.bram_bytes + dev.uram * p.uram_bytes)
+    w_budget, a_budget = (1.0 - p.act_buffer_share) * onchip, p.act_buffer_share * onchip
+    io = in_b + out_b
+    fits = io <= a_budget
+    reread = np.maximum(1.0, _ceil(w_bytes / max(w_budget, 1.0)))
+    return dict(ov_fits=fits, ov_act_ddr=np.where(fits, 0.0, in_b * reread + out_b), ov_busy_io=np.where(idle, 0.0, io),
+                kind=kind, sfu=sfu, wb=wb, ab=ab, flt=flt, ratio=ratio, fused=fused, idle=idle,
                 cin=cin, cout=cout, K=K, pix=pix, wino=wino, dw=dw, has_ch=has_ch, map_K=map_K, map_pix=map_pix,
                 ops=ops, ops_eff=ops * ratio, tr=tr, vec_work=vec_work, compute_pj=compute_pj, is_pool=is_pool,
                 pool_win=pool_win, side=side, side_b=side * ab / 8.0,
@@ -349,17 +362,15 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_
     total_w = _seg_sum(L["w_bytes"], counts, starts)
     resident = (total_w <= w_budget) & bool(dev.weights_resident)
     in_b, out_b, w_b, idle = L["in_b"], L["out_b"], L["w_bytes"], L["idle"]
-    io = in_b + out_b
-    fits = io <= a_budget
-    reread = np.maximum(1.0, _ceil(w_b / max(w_budget, 1.0)))
-    ddr = np.where(resident[arch], 0.0, w_b) + np.where(fits, 0.0, in_b * reread + out_b)
+    fits = L["ov_fits"]
+    ddr = np.where(resident[arch], 0.0, w_b) + L["ov_act_ddr"]
     ddr = np.where(idle, 0.0, ddr)
     nz = counts > 0
     first, last = starts[nz], (starts + counts - 1)[nz]
     ddr[first] += np.where(fits[first], in_b[first], 0.0)     # network input from DDR
     ddr[last] += np.where(fits[last], out_b[last], 0.0)       # network output to DDR
     w_need = np.where(resident, total_w, np.minimum(_seg_max(w_b, counts, starts), w_budget))
-    a_need = np.minimum(_seg_max(np.where(idle, 0.0, io), counts, starts), a_budget)
+    a_need = np.minimum(_seg_max(L["ov_busy_io"], counts, starts), a_budget)
     w_port = (kpres[:, :, None] * _ceil(lanes * w3 / p.bram_port_bits)).sum(1)
     a_port = (kpres[:, :, None] * _ceil(2.0 * pin * a3 / p.bram_port_bits)).sum(1)
     bram = (np.maximum(_ceil(w_need / p.bram_bytes)[:, None], w_port)
