@@ -294,6 +294,19 @@ def _mul_dsp_split(a, w, f, lanes, budget, mult_impl: str, dev: DeviceProfile, p
 # overlay: one layer-sequential PE array (per MAC kind), sized to fit, folded when it does not
 # --------------------------------------------------------------------------------------------
 
+_OV_CAND_KEYS = ("dw", "cin", "map_K", "vec_work", "is_pool", "pool_win", "side")
+
+
+def _ov_cand_terms(R, pin, V, dev: DeviceProfile):
+    """Overlay cycle terms fixed by the row and the array shape (P_in, vector lanes V): the
+    reduction steps per output of a MAC layer, a vector layer's cycles, a fused op's side reads."""
+    mK, cin = R["map_K"], R["cin"]
+    red = np.where(R["dw"], _ceil(mK / np.maximum(pin, float(dev.dw_window_taps))),
+                   np.where(cin >= pin, _ceil(cin / pin) * mK, _ceil(cin * mK / pin)))
+    vec = _ceil(R["vec_work"] / V) * np.where(R["is_pool"], _ceil(R["pool_win"] / pin), 1.0)
+    return red, vec, _ceil(R["side"] / V)
+
+
 def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_rows: bool = True):
     counts, starts, arch, kind = L["counts"], L["starts"], L["arch"], L["kind"]
     if pe_array is None:
@@ -391,24 +404,29 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_
     ar = np.arange(A)
     cl = ch[arch]
     kk = np.clip(kind, 0, 2)
-    pin_l = pin[arch, kk, cl]
-    pout_l = pout[arch, kk, cl]
-    V_l = V[arch, cl]
-    cin, cout, mK, mpix = L["cin"], L["cout"], L["map_K"], L["map_pix"]
-    red = np.where(L["dw"], _ceil(mK / np.maximum(pin_l, float(dev.dw_window_taps))),
-                   np.where(cin >= pin_l, _ceil(cin / pin_l) * mK, _ceil(cin * mK / pin_l)))
-    comp_mac = np.where(L["has_ch"], _ceil(cout / pout_l) * red * mpix, _ceil(L["ops"] / (pin_l * pout_l)))
+    pin_l = cin_c[cl]                                         # = pin[arch, kk, cl]
+    pout_l = pout.reshape(-1)[(arch * 3 + kk) * C + cl]       # = pout[arch, kk, cl]
+    V_l = cout_c[cl]                                          # = V[arch, cl]
+    cout, mpix = L["cout"], L["map_pix"]
+    if isinstance(L, _Gathered) and L._terms["cin"].size * C < arch.size:
+        # terms that depend on the row and the candidate only: once per (distinct row, candidate)
+        T = L._terms
+        red, vec, idle_comp = (x[L._idx, cl] for x in _ov_cand_terms({k: T[k][:, None] for k in _OV_CAND_KEYS},
+                                                                      cin_c[None, :], cout_c[None, :], dev))
+    else:
+        red, vec, idle_comp = _ov_cand_terms(L, pin_l, V_l, dev)
+    cout_blocks = _ceil(cout / pout_l)
+    comp_mac = np.where(L["has_ch"], cout_blocks * red * mpix, _ceil(L["ops"] / (pin_l * pout_l)))
     ismac = _IS_MAC[kind]
-    vec = _ceil(L["vec_work"] / V_l) * np.where(L["is_pool"], _ceil(L["pool_win"] / pin_l), 1.0)
     comp = np.where(ismac, comp_mac, vec) * L["ratio"]
-    comp = np.where(idle, _ceil(L["side"] / V_l), comp)
+    comp = np.where(idle, idle_comp, comp)
     bpc = dev.ddr_bandwidth_gbps * 1e9 / dev.clock_hz       # DDR bytes per cycle
     mem = ddr / bpc
     cyc = np.maximum(comp, mem) + np.where(idle, 0.0, dev.layer_overhead_cycles)
     lat = _seg_sum(cyc, counts, starts)
 
     # on-chip (BRAM) traffic: weights once, inputs once per output-channel block, outputs once
-    reuse = np.where(ismac & L["has_ch"], _ceil(cout / pout_l), 1.0)
+    reuse = np.where(ismac & L["has_ch"], cout_blocks, 1.0)
     bram_b = np.where(idle, L["side_b"], w_b + in_b * reuse + out_b)
     out = _finish(L, A, dev, cyc, comp, mem, ddr, bram_b, lat, want_rows)
     out.update(lut=lut[ar, ch], ff=ff[ar, ch], dsp=dsp[ar, ch], bram=bram[ar, ch], feasible=feas[ar, ch],

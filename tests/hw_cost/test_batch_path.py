@@ -84,3 +84,19 @@ def test_blocks_it_cannot_take_fall_back():
     assert ok.n_arch == 2 and ok.arch.tolist() == [0]
     res = hw_cost.estimate_batch(ok)
     assert res["ops"].tolist() == [10.0, 0.0]
+
+
+def test_a_small_row_table_shared_by_many_architectures():
+    """A hand-built ``WorkloadBatch`` whose few distinct rows are shared by many architectures (the
+    engine then computes row x array-shape terms once per distinct row) equals its flat table."""
+    sp = spaces.get_space("fbnet")
+    wls = [sp.workloads(a, (1, 3, 32, 32)) for a in _archs(sp, 3)]
+    arr, _, _ = hw_cost.workloads_to_array(wls)
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 40, size=400)
+    idx = rng.integers(0, arr.size, size=int(counts.sum()))
+    arch = np.repeat(np.arange(counts.size), counts)
+    wb = hw_cost.WorkloadBatch(arr, idx, arch, counts.size)
+    for style in ("overlay", "dataflow"):
+        fast, ref = hw_cost.estimate_batch(wb, style=style), hw_cost.estimate_batch(wb.to_array(), style=style, n_arch=counts.size)
+        assert all(np.array_equal(fast[k], ref[k], equal_nan=True) for k in ref), style
