@@ -82,8 +82,7 @@ def bench(name: str, n: int, repeats: int, traced: int, device: str) -> None:
     print(f"              workloads_to_array  : {n / t_arr:12,.0f} arch/s")
     print(f"              estimate_reports    : {n / t_rep:12,.0f} arch/s")
     print(f"    end to end (arch -> CostReport): {n / total:12,.0f} arch/s wall, {n / cpu:10,.0f} per CPU second")
-    print(f"  batch / per-arch path: x{total / fast:.2f} wall, x{cpu / fast_cpu:.2f} CPU; same reports: {same}; "
-          f"torch imported: {'torch' in sys.modules}")
+    print(f"  batch / per-arch path: x{total / fast:.2f} wall, x{cpu / fast_cpu:.2f} CPU; same reports: {same}")
     if traced:
         import supernets
 

@@ -135,12 +135,21 @@ def _layer_terms(arr: np.ndarray | None, n_arch: int, dev: DeviceProfile, p: Cos
         table, idx, arch = rows_of
         arch = arch.astype(np.int64)
         # distinct rows first when that is less work (a small batch against a large row cache)
-        L = _Gathered(_row_terms(table, dev, p), idx) if table.size < idx.size else _row_terms(table[idx], dev, p)
+        if table.size < idx.size:
+            memo = _TERMS_MEMO[0]  # the chunks of one batch share the distinct rows' terms
+            if memo is None or memo[0] is not table or memo[1] is not dev or memo[2] is not p:
+                memo = _TERMS_MEMO[0] = (table, dev, p, _row_terms(table, dev, p))
+            L = _Gathered(memo[3], idx)
+        else:
+            L = _row_terms(table[idx], dev, p)
     if arch_offset:
         arch -= arch_offset
     counts, starts = _segments(arch, n_arch)
     L.update(arch=arch, counts=counts, starts=starts)
     return L
+
+
+_TERMS_MEMO: list[Any] = [None]
 
 
 class _Gathered(dict):

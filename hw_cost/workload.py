@@ -259,7 +259,14 @@ def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None
         counts.append(c)
     idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     arch = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    return WorkloadBatch(_frozen_table(), idx, arch, len(counts))
+    # keep only the rows this batch uses (the cache holds every space's rows seen so far)
+    table = _frozen_table()
+    used = np.zeros(table.size, dtype=bool)
+    used[idx] = True
+    keep = np.flatnonzero(used)
+    remap = np.zeros(table.size, dtype=np.int64)
+    remap[keep] = np.arange(keep.size)
+    return WorkloadBatch(table[keep], remap[idx], arch, len(counts))
 
 
 def workloads_to_array(batch: Sequence[Sequence[Mapping[str, Any]]], default_bits: int | None = None,
