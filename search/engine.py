@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import optuna
 
+from search.archive import ParetoArchive, hypervolume_curve
 from search.config import ExperimentConfig, dump_config
-from search.pareto import default_reference_point, hypervolume, non_dominated_mask
+from search.pareto import default_reference_point, hypervolume
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
@@ -95,7 +96,9 @@ class SearchEngine:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.records: dict[int, TrialRecord] = {}
-        self._front_tags: dict[int, str] = {}
+        self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
+        self._completed: list[int] = []  # complete trial numbers in the order they were told
+        self._live_hv = 0.0
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
@@ -168,8 +171,15 @@ class SearchEngine:
                 continue
             o = attrs.get("outcome")
             if o is not None:
-                rid = self._logged.get(ft.number) or self.tracker.submit(self._log_child, ft.number, o)  # lost with the crash
+                entered = self._archive_add(ft.number, o)
+                rid = self._logged.get(ft.number)
+                if rid:
+                    self.tracker.batch.known_run(ft.number, rid)
+                else:  # lost with the crash
+                    rid = self._log_child(ft.number, o, entered)
                 self.records[ft.number] = TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid)
+        for number in self._completed:  # the membership as rebuilt, on every complete run
+            self.tracker.batch.set_pareto(number, number in self.archive)
 
     def _counted(self) -> int:
         """Trials that count against the budget: every asked trial except interrupted ones."""
@@ -250,6 +260,7 @@ class SearchEngine:
                 progress.stop()
             summary = self._conclude(time.perf_counter() - started)
             self.tracker.finish_parent(status)
+            self.tracker.close()
         return summary
 
     def _outcome(self, arch: dict, aid: str, cost: dict, result: TrialResult) -> dict[str, Any]:
@@ -288,12 +299,28 @@ class SearchEngine:
         if outcome["state"] == "fail" and outcome["reason"]:
             self.console.print(f"[yellow]trial {trial.number} failed:[/] {outcome['reason'].splitlines()[0][:200]}")
 
+    def _archive_add(self, number: int, o: dict[str, Any]) -> bool | None:
+        """Front upkeep for a told trial: O(front). None for a trial that is not complete; else
+        whether it entered the front (the runs it pushed out get ``pareto=false`` queued)."""
+        if o["state"] != "complete":
+            return None
+        change = self.archive.add(number, [o["values"][n] for n in self.cfg.objective_names])
+        self._completed.append(number)
+        for k in change.evicted:
+            self.tracker.batch.set_pareto(k, False)
+        return change.entered
+
     def _commit(self, trial: optuna.trial.Trial, o: dict[str, Any]) -> None:
-        """MLflow child run (unless one was logged before a crash), then ``tell``, then the record."""
+        """Front upkeep, MLflow child run (unless one was logged before a crash), ``tell``, the record."""
         cfg = self.cfg
+        entered = self._archive_add(trial.number, o)
         rid = self._logged.get(trial.number)
-        if not rid:
-            rid = self.tracker.submit(self._log_child, trial.number, o)
+        if rid:
+            self.tracker.batch.known_run(trial.number, rid)
+            if entered is not None:
+                self.tracker.batch.set_pareto(trial.number, entered)
+        else:
+            rid = self._log_child(trial.number, o, entered)
         state = o["state"]
         if state == "complete":
             self.study.tell(trial, [o["values"][n] for n in cfg.objective_names])
@@ -308,11 +335,11 @@ class SearchEngine:
         self.journal.flush()
         self.records[trial.number] = TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid)
         if state == "complete":
-            self._update_front_tags()
             ref = self._fixed_reference()
             if ref is not None:  # live curve when the reference point is known up front
-                _, values, _ = self._front()
-                self.tracker.submit(self.tracker.log_parent_metrics, {"hypervolume": hypervolume(values, cfg.directions, ref)}, trial.number)
+                if entered:  # the volume changes only when the front does
+                    self._live_hv = self.archive.hypervolume(ref)
+                self.tracker.batch.log_parent_metric("hypervolume", self._live_hv, trial.number)
 
     def _fixed_reference(self) -> np.ndarray | None:
         """The configured reference point, when it covers every objective."""
@@ -357,23 +384,18 @@ class SearchEngine:
             self.tracker.client.log_artifacts(rid, str(d))
         return rid
 
-    def _log_child(self, number: int, o: dict[str, Any]) -> str:
-        """On the tracker's writer thread: the child run, then the trial's weights as its artifacts."""
-        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
-        trial_dir = self.out / "trials" / str(number)
-        if trial_dir.is_dir():  # weights + arch.json, unpacked from the worker's result by _finish
-            self.tracker.client.log_artifacts(rid, str(trial_dir))
-        return rid
+    def _log_child(self, number: int, o: dict[str, Any], on_front: bool | None) -> Future:
+        """Queue the child run (written in a batch; a Future of its run id), with the trial's
+        weights as its artifacts and its front membership as the ``pareto`` tag."""
+        from search.tracking_batch import child_run
 
-    def _update_front_tags(self) -> None:
-        """Keep each complete child run's ``pareto`` tag right as the front changes."""
-        front, _, complete = self._front()
-        on = {r.number for r in front}
-        for r in complete:
-            want = "true" if r.number in on else "false"
-            if self._front_tags.get(r.number) != want:
-                self.tracker.submit(self.tracker.set_tag, r.run_id, "pareto", want)
-                self._front_tags[r.number] = want
+        tags = dict(o["tags"])
+        if on_front is not None:
+            tags["pareto"] = "true" if on_front else "false"
+        trial_dir = self.out / "trials" / str(number)  # weights + arch.json, unpacked by _finish
+        run = child_run(number, "trial", o["arch"], tags, o["metrics"], o["history"], o["state"], o["reason"],
+                        self.parent_id, trial_dir if trial_dir.is_dir() else None)
+        return self.tracker.batch.add_run(run)
 
     # -- progress --------------------------------------------------------------------------
     def _progress(self, done: int = 0):
@@ -391,7 +413,7 @@ class SearchEngine:
         if progress is None:
             return
         counts = self._counts()
-        front = sum(v == "true" for v in self._front_tags.values())  # kept current by _update_front_tags
+        front = len(self.archive)
         progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
 
     # -- the end ---------------------------------------------------------------------------
@@ -401,18 +423,17 @@ class SearchEngine:
                 "pruned": states.count("pruned"), "infeasible": states.count("infeasible")}
 
     def _front(self) -> tuple[list[TrialRecord], np.ndarray, list[TrialRecord]]:
+        """(front records, values of all complete trials, complete records), by trial number."""
         complete = sorted((r for r in self.records.values() if r.state == "complete"), key=lambda r: r.number)
         if not complete:
             return [], np.zeros((0, len(self.cfg.objectives))), []
         values = np.array([[r.values[n] for n in self.cfg.objective_names] for r in complete])
-        mask = non_dominated_mask(values, self.cfg.directions)
-        return [r for r, m in zip(complete, mask) if m], values, complete
+        return [r for r in complete if r.number in self.archive], values, complete
 
     def _conclude(self, wall_s: float) -> dict[str, Any]:
         cfg = self.cfg
         names, dirs = cfg.objective_names, cfg.directions
-        self._update_front_tags()
-        self.tracker.flush()  # every child run and tag is in the store before the summary names them
+        tracking_wait = self.tracker.flush()  # every child run and tag is in the store before the summary names them
         for r in self.records.values():
             if isinstance(r.run_id, Future):
                 r.run_id = r.run_id.result()
@@ -427,10 +448,12 @@ class SearchEngine:
             for i, n in enumerate(names):
                 if n in cfg.reference_point:
                     ref[i] = cfg.reference_point[n]
-            hv = hypervolume(values, dirs, ref)
+            hv = self.archive.hypervolume(ref)  # the final front only
             if self._fixed_reference() is None:
-                # The hypervolume as it grew, on the final reference point (step = trial number).
-                curve = [(rec.number, hypervolume(values[: k + 1], dirs, ref)) for k, rec in enumerate(complete)]
+                # The hypervolume as it grew, on the final reference point (step = trial number),
+                # replayed from the archive's changes: one volume per front change.
+                by_number = {r.number: [r.values[n] for n in names] for r in complete}
+                curve = hypervolume_curve(self._completed, self.archive.changes, by_number, dirs, ref)
                 self.tracker.log_parent_series("hypervolume", curve)
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
@@ -448,15 +471,17 @@ class SearchEngine:
             "hypervolume": hv,
             "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
             "wall_time_s": round(wall_s, 2),
+            "tracking_wait_s": round(tracking_wait, 3),
             "retrained": self.retrained,
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
         }
         if complete:
+            on_front = np.array([r.number in self.archive for r in complete])
             write_pareto_csv(self.out / "pareto.csv", front_rows, names)
-            plot_pareto_png(self.out / "pareto.png", values, non_dominated_mask(values, dirs), names, dirs, f"{cfg.name}: {len(front)} on the front of {len(complete)}")
+            plot_pareto_png(self.out / "pareto.png", values, on_front, names, dirs, f"{cfg.name}: {len(front)} on the front of {len(complete)}")
             from search.html_report import hover_text, write_pareto_html
 
-            write_pareto_html(self.out / "pareto.html", values, non_dominated_mask(values, dirs), names, dirs,
+            write_pareto_html(self.out / "pareto.html", values, on_front, names, dirs,
                               [hover_text(r.number, r.arch_id, r.arch, r.values) for r in complete],
                               f"{cfg.name}: {len(front)} on the front of {len(complete)}")
             for name in ("pareto.csv", "pareto.png", "pareto.html"):
