@@ -41,6 +41,7 @@ class ParetoArchive:
     keys: list = field(default_factory=list, init=False)
     comparisons: int = field(default=0, init=False)  # front points the new points were compared with, in total (complexity checks)
     changes: list[FrontChange] = field(default_factory=list, init=False)  # only the adds that entered the front
+    max_size: int = field(default=0, init=False)  # the largest the front has been
 
     def __post_init__(self) -> None:
         self._sign = np.array([-1.0 if d == "maximize" else 1.0 for d in self.directions])
@@ -70,6 +71,7 @@ class ParetoArchive:
         self.keys = [k for k, kp in zip(self.keys, keep) if kp] + [key]
         self._members.difference_update(evicted)
         self._members.add(key)
+        self.max_size = max(self.max_size, len(self.keys))
         change = FrontChange(key, True, evicted)
         self.changes.append(change)
         return change

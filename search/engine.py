@@ -99,6 +99,7 @@ class SearchEngine:
         self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
         self._completed: list[int] = []  # complete trial numbers in the order they were told
         self._live_hv = 0.0
+        self._first_dispatch: tuple[float, float] | None = None  # (s since run() began, epoch time)
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
@@ -245,6 +246,8 @@ class SearchEngine:
                     pending[trial.number] = (trial, arch, aid, cost)
                     self.journal.flush()  # the running trial is on disk: a crash from here re-queues it
                     executor.submit(self._spec(trial.number, arch, cost))
+                    if self._first_dispatch is None:
+                        self._first_dispatch = (time.perf_counter() - started, time.time())
                 if executor.in_flight:
                     result = executor.wait_one()
                     trial, arch, aid, cost = pending.pop(result.number)
@@ -472,6 +475,7 @@ class SearchEngine:
             "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
             "wall_time_s": round(wall_s, 2),
             "tracking_wait_s": round(tracking_wait, 3),
+            **self._start_figures(),
             "retrained": self.retrained,
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
         }
@@ -490,6 +494,15 @@ class SearchEngine:
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")
         return summary
+
+    def _start_figures(self) -> dict[str, float]:
+        """How long the start took: from ``run()`` and from the process's start to the first dispatch."""
+        if self._first_dispatch is None:
+            return {}
+        import psutil
+
+        since_run, at = self._first_dispatch
+        return {"first_dispatch_s": round(since_run, 2), "process_first_dispatch_s": round(at - psutil.Process().create_time(), 2)}
 
     def print_front(self, summary: dict[str, Any]) -> None:
         from rich.console import Console
