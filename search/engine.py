@@ -105,42 +105,73 @@ class SearchEngine:
         self.scheduler = None
 
     # -- set-up ----------------------------------------------------------------------------
-    def _setup(self, resume: bool) -> None:
-        import evaluators
+    def _setup(self, resume: bool):
+        """Everything before the first ask, with the slow parts at the same time: the MLflow store
+        and parent run, and the data module's shape (its import pulls in torch and Lightning), on
+        two threads, while this thread starts the executor (``ray.init``, worker warm-up) and the
+        study. Returns the executor."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from search.executors import make_executor
+
+        cfg = self.cfg
+        self.out = cfg.out_dir
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if not resume:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(cfg))
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup") as pool:
+            tracking = pool.submit(self._setup_tracking, resume)
+            shape = pool.submit(self._data_shape)
+            executor = make_executor(cfg)
+            try:
+                self._setup_search(resume, shape)
+                tracking.result()
+            except BaseException:
+                executor.shutdown()
+                raise
+        if resume:
+            self._logged = self.tracker.child_runs()
+            self._recover()
+        return executor
+
+    def _setup_search(self, resume: bool, shape) -> None:
+        """The space, the study on its journal and the cost model (once the data's shape is known)."""
         from spaces import get_space
 
         from search.strategies import make_sampler
 
+        from search.journal import BufferedJournalFileBackend
+
         cfg = self.cfg
         self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
-        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
-        self.input_shape = tuple(int(x) for x in dm.input_shape)
-        self.num_classes = int(dm.num_classes)
+        self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
+        storage = optuna.storages.JournalStorage(self.journal)
+        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
+                                         storage=storage, load_if_exists=resume)
+        self.input_shape, self.num_classes = shape.result()
         self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes)
-        self.out = cfg.out_dir
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def _data_shape(self) -> tuple[tuple[int, ...], int]:
+        import evaluators
+
+        ev = self.cfg.evaluator
+        dm = evaluators.get_datamodule(ev.data, seed=self.cfg.seed, batch_size=ev.batch_size, **ev.data_kwargs)
+        return tuple(int(x) for x in dm.input_shape), int(dm.num_classes)
+
+    def _setup_tracking(self, resume: bool) -> None:
+        cfg = self.cfg
         if resume:
             run = json.loads((self.out / RUN_FILE).read_text())
             self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
             self.parent_id = run["parent_run_id"]
             self.tracker.attach_parent(self.parent_id)
         else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(cfg))
             self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
             self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
             self.tracker.log_artifact(self.out / "config.yaml")
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
-        from search.journal import BufferedJournalFileBackend
-
-        self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
-        storage = optuna.storages.JournalStorage(self.journal)
-        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
-                                         storage=storage, load_if_exists=resume)
-        if resume:
-            self._logged = self.tracker.child_runs()
-            self._recover()
 
     def _recover(self) -> None:
         """Rebuild the records from the journal after a crash.
@@ -213,12 +244,10 @@ class SearchEngine:
     # -- the loop --------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         from search.adapter import suggest_arch
-        from search.executors import make_executor
 
         started = time.perf_counter()
-        self._setup(resume)
+        executor = self._setup(resume)
         cfg = self.cfg
-        executor = make_executor(cfg)
         self.scheduler = self._make_scheduler()
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = self._counted()
@@ -296,8 +325,7 @@ class SearchEngine:
             from search.export import unpack_trial_artifacts
 
             unpack_trial_artifacts(result.artifacts, self.out / "trials" / str(trial.number))
-        trial.set_user_attr("outcome", outcome)
-        self.journal.flush()  # the outcome is on disk before anything else is written
+        trial.set_user_attr("outcome", outcome)  # on disk with the tell, before anything else is written
         self._commit(trial, outcome)
         if outcome["state"] == "fail" and outcome["reason"]:
             self.console.print(f"[yellow]trial {trial.number} failed:[/] {outcome['reason'].splitlines()[0][:200]}")
@@ -314,16 +342,10 @@ class SearchEngine:
         return change.entered
 
     def _commit(self, trial: optuna.trial.Trial, o: dict[str, Any]) -> None:
-        """Front upkeep, MLflow child run (unless one was logged before a crash), ``tell``, the record."""
+        """Front upkeep, ``tell``, one journal sync (outcome and result together), then the MLflow
+        child run (unless one was logged before a crash) and the record."""
         cfg = self.cfg
         entered = self._archive_add(trial.number, o)
-        rid = self._logged.get(trial.number)
-        if rid:
-            self.tracker.batch.known_run(trial.number, rid)
-            if entered is not None:
-                self.tracker.batch.set_pareto(trial.number, entered)
-        else:
-            rid = self._log_child(trial.number, o, entered)
         state = o["state"]
         if state == "complete":
             self.study.tell(trial, [o["values"][n] for n in cfg.objective_names])
@@ -335,7 +357,14 @@ class SearchEngine:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self.journal.flush()
+        self.journal.flush()  # one fsync: the outcome and the tell; a crash before it re-queues the trial
+        rid = self._logged.get(trial.number)
+        if rid:
+            self.tracker.batch.known_run(trial.number, rid)
+            if entered is not None:
+                self.tracker.batch.set_pareto(trial.number, entered)
+        else:
+            rid = self._log_child(trial.number, o, entered)
         self.records[trial.number] = TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid)
         if state == "complete":
             ref = self._fixed_reference()

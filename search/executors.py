@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from search.worker import TrialResult, TrialSpec, run_trial
+from search.worker import TrialResult, TrialSpec, run_trial, warm_up
 
 
 class LocalExecutor:
@@ -37,7 +37,8 @@ class LocalExecutor:
 
 class RayExecutor:
     def __init__(self, workers: int, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 address: str | None = None, trial_timeout_s: float | None = None, max_retries: int = 2) -> None:
+                 address: str | None = None, trial_timeout_s: float | None = None, max_retries: int = 2,
+                 data: str | None = None) -> None:
         import ray
 
         self._ray = ray
@@ -53,6 +54,10 @@ class RayExecutor:
         self._remote = ray.remote(run_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries)
         self._timeout = trial_timeout_s
         self._pending: dict[Any, tuple[TrialSpec, float]] = {}
+        # one warm-up task per worker slot, same resources as a trial: each worker process
+        # imports torch and Lightning now, while the driver sets up, not in its first trial
+        warm = ray.remote(warm_up).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
+        self.warming = [warm.remote(data) for _ in range(max(1, workers))]
 
     @property
     def in_flight(self) -> int:
@@ -98,4 +103,5 @@ def make_executor(cfg: Any):
     return RayExecutor(
         cfg.workers, cpus_per_trial=cfg.resources.cpus_per_trial, gpus_per_trial=cfg.resources.gpus_per_trial,
         address=cfg.address, trial_timeout_s=cfg.budget.trial_timeout_s, max_retries=cfg.budget.max_retries,
+        data=cfg.evaluator.data,
     )

@@ -8,6 +8,15 @@ import inspect
 from collections.abc import Callable
 
 _REGISTRY: dict[str, type] = {}
+# The built-in data sets by module: listed without importing them (their modules import
+# Lightning), imported (and so registered) when first built. A contract test keeps this equal to
+# what the modules register.
+BUILTIN: dict[str, str] = {
+    "digits": "evaluators.data.digits",
+    "cifar10": "evaluators.data.cifar",
+    "cifar100": "evaluators.data.cifar",
+    "imagefolder": "evaluators.data.imagefolder",
+}
 
 
 def register_datamodule(name: str) -> Callable[[type], type]:
@@ -25,7 +34,7 @@ def register_datamodule(name: str) -> Callable[[type], type]:
 
 def list_datasets(pattern: str = "*") -> list[str]:
     """Registered data set names matching the shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower()))
+    return sorted(n for n in set(_REGISTRY) | set(BUILTIN) if fnmatch.fnmatch(n, pattern.lower()))
 
 
 def get_datamodule(name: str, **kwargs):
@@ -35,8 +44,12 @@ def get_datamodule(name: str, **kwargs):
     names the close matches and what is accepted.
     """
     key = str(name).lower()
+    if key not in _REGISTRY and key in BUILTIN:
+        import importlib
+
+        importlib.import_module(BUILTIN[key])
     if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
+        close = difflib.get_close_matches(key, list_datasets(), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"unknown data set {name!r}{hint} (known: {', '.join(list_datasets())})")
     cls = _REGISTRY[key]
