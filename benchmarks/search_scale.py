@@ -1,9 +1,9 @@
 """The engine at scale: 10,000 instant trials on a local 3-node Ray cluster, beside plain Optuna.
 
 What it records, for the engine (``SearchEngine``, Ray executor on ``ray.cluster_utils.Cluster``
-with 3 nodes, MLflow on SQLite, random sampler) and for plain Optuna (the same random sampler,
-journal file storage, the same two objectives, ask/tell in a loop) in the same process, one
-after the other:
+with 3 nodes, MLflow on SQLite, random sampler, three objectives from an evaluator that returns
+at once) and for plain Optuna (the same random sampler, journal file storage, the same scores,
+ask/tell in a loop) in the same process, one after the other:
 
 - per-trial overhead: the mean gap between consecutive trial completions over trials 1-100 and
   over the last 100 (flat is the goal; the engine's evaluator returns at once, so the gap is the
@@ -34,6 +34,22 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.search_overhead import tiny_space  # noqa: E402
 
 
+OBJECTIVES = [{"name": "val_accuracy", "direction": "maximize"}, {"name": "val_loss", "direction": "minimize"},
+              {"name": "macs", "direction": "minimize"}]
+
+
+def scores(seed: int) -> tuple[float, float, float]:
+    """Three independent pseudo-random scores: a 3-objective front of a few dozen points at
+    10,000 trials (about (ln n)^2 / 2), so the front bookkeeping has real work."""
+    return (seed * 7919 % 1000) / 1000.0, (seed * 104729 % 997) / 997.0, float(seed * 1299709 % 991)
+
+
+def instant3(model, *, datamodule, epochs, seed, reporter):
+    """The engine's evaluator: returns at once."""
+    acc, loss, macs = scores(seed)
+    return {"val_accuracy": acc, "val_loss": loss, "macs": macs, "epochs": epochs}
+
+
 def rss_mib() -> float:
     import psutil
 
@@ -53,11 +69,11 @@ def run_engine(n: int, workers: int, address: str, tmp: Path) -> dict:
 
     register_space("overhead-toy", overwrite=True)(tiny_space)
     cfg = load_config(None, [f"mlflow.tracking_uri=sqlite:///{tmp / 'm.db'}"], name="scale", space="overhead-toy",
-                      objectives=[{"name": "val_accuracy", "direction": "maximize"}, {"name": "energy_mj", "direction": "minimize"}],
-                      budget={"trials": n, "epochs": 1}, strategy={"name": "random"}, workers=workers, executor="ray", address=address,
-                      evaluator={"function": "benchmarks.search_overhead:instant"}, out=str(tmp / "runs" / "scale"), save_weights=False)
+                      objectives=OBJECTIVES, budget={"trials": n, "epochs": 1}, strategy={"name": "random"}, workers=workers,
+                      executor="ray", address=address, evaluator={"function": "benchmarks.search_scale:instant3"}, out=str(tmp / "runs" / "scale"), save_weights=False)
     stamps: list[float] = []
     rss: dict[int, float] = {}
+    cost_s = [0.0]
 
     class Timed(SearchEngine):
         def _commit(self, trial, o):  # one stamp per finished trial, after all the driver's work on it
@@ -65,6 +81,19 @@ def run_engine(n: int, workers: int, address: str, tmp: Path) -> dict:
             stamps.append(time.perf_counter())
             if len(stamps) in (1000, n):
                 rss[len(stamps)] = rss_mib()
+
+        def _setup_search(self, resume, shape):  # time the space's cost model apart from the engine
+            super()._setup_search(resume, shape)
+            model = self.cost_model
+
+            def timed(arch):
+                t = time.perf_counter()
+                try:
+                    return model(arch)
+                finally:
+                    cost_s[0] += time.perf_counter() - t
+            timed.hardware_kwargs = model.hardware_kwargs
+            self.cost_model = timed
 
     engine = Timed(cfg, progress=False)
     t0 = time.perf_counter()
@@ -75,7 +104,8 @@ def run_engine(n: int, workers: int, address: str, tmp: Path) -> dict:
     return {"first_100_ms": gaps_ms(stamps, 1, 100), "last_100_ms": gaps_ms(stamps, n - 99, n),
             "rss_1000_mib": rss.get(1000), "rss_end_mib": rss.get(n), "tracking_wait_s": summary["tracking_wait_s"],
             "per_trial_incl_wait_ms": 1000 * (loop + summary["tracking_wait_s"]) / (n - 1), "wall_s": wall,
-            "first_dispatch_s": summary.get("first_dispatch_s"), "front": len(summary["front"])}
+            "first_dispatch_s": summary.get("first_dispatch_s"), "front": len(summary["front"]),
+            "cost_model_ms_per_trial": 1000 * cost_s[0] / n}
 
 
 def run_optuna(n: int, tmp: Path) -> dict:
@@ -84,7 +114,7 @@ def run_optuna(n: int, tmp: Path) -> dict:
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0),
+    study = optuna.create_study(directions=[o["direction"] for o in OBJECTIVES], sampler=optuna.samplers.RandomSampler(seed=0),
                                 storage=JournalStorage(JournalFileBackend(str(tmp / "optuna.journal"))))
     stamps: list[float] = []
     rss: dict[int, float] = {}
@@ -93,7 +123,7 @@ def run_optuna(n: int, tmp: Path) -> dict:
         trial = study.ask()
         x = trial.suggest_categorical("x", list(range(64)))
         y = trial.suggest_categorical("y", list(range(64)))
-        study.tell(trial, [(i * 7919 % 1000) / 1000.0, float(x * y)])
+        study.tell(trial, list(scores(i)))
         stamps.append(time.perf_counter())
         if len(stamps) in (1000, n):
             rss[len(stamps)] = rss_mib()
@@ -139,8 +169,10 @@ def main() -> None:
     print(f"\n{args.trials} trials, instant evaluator, {nodes} Ray nodes, {args.workers} workers; load average at the end {' '.join(load)}")
     print(f"{'':32} {'trials 1-100':>13} {'last 100':>10} {'RSS@1000':>9} {'RSS@end':>8} {'final wait':>10} {'per trial incl. wait':>21}")
     for name, f in rows:
-        print(f"{name:32} {f['first_100_ms']:>10.1f} ms {f['last_100_ms']:>7.1f} ms {f['rss_1000_mib']:>5.0f} MiB {f['rss_end_mib']:>4.0f} MiB"
+        r1000 = f"{f['rss_1000_mib']:5.0f} MiB" if f["rss_1000_mib"] is not None else "        -"
+        print(f"{name:32} {f['first_100_ms']:>10.1f} ms {f['last_100_ms']:>7.1f} ms {r1000} {f['rss_end_mib']:>4.0f} MiB"
               f" {f['tracking_wait_s']:>8.2f} s {f['per_trial_incl_wait_ms']:>18.1f} ms")
+    print(f"engine: of which the space's cost model (trace + hw_cost.estimate in the driver) {engine['cost_model_ms_per_trial']:.1f} ms per trial")
     if engine.get("first_dispatch_s") is not None:
         print(f"engine: process start to first trial dispatched {engine['first_dispatch_s']:.1f} s")
 

@@ -7,6 +7,7 @@ driver) -> constraints (violators are never trained) -> executor runs build+trai
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sys
@@ -96,6 +97,7 @@ class SearchEngine:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.records: dict[int, TrialRecord] = {}
+        self._tally: collections.Counter[str] = collections.Counter()  # records per state
         self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
         self._completed: list[int] = []  # complete trial numbers in the order they were told
         self._live_hv = 0.0
@@ -209,7 +211,7 @@ class SearchEngine:
                     self.tracker.batch.known_run(ft.number, rid)
                 else:  # lost with the crash
                     rid = self._log_child(ft.number, o, entered)
-                self.records[ft.number] = TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid)
+                self._record(TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid))
         for number in self._completed:  # the membership as rebuilt, on every complete run
             self.tracker.batch.set_pareto(number, number in self.archive)
 
@@ -365,7 +367,7 @@ class SearchEngine:
                 self.tracker.batch.set_pareto(trial.number, entered)
         else:
             rid = self._log_child(trial.number, o, entered)
-        self.records[trial.number] = TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid)
+        self._record(TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid))
         if state == "complete":
             ref = self._fixed_reference()
             if ref is not None:  # live curve when the reference point is known up front
@@ -449,10 +451,17 @@ class SearchEngine:
         progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
 
     # -- the end ---------------------------------------------------------------------------
+    def _record(self, rec: TrialRecord) -> None:
+        old = self.records.get(rec.number)
+        if old is not None:
+            self._tally[old.state] -= 1
+        self.records[rec.number] = rec
+        self._tally[rec.state] += 1
+
     def _counts(self) -> dict[str, int]:
-        states = [r.state for r in self.records.values()]
-        return {"complete": states.count("complete"), "failed": states.count("fail"),
-                "pruned": states.count("pruned"), "infeasible": states.count("infeasible")}
+        """Kept as records arrive (the progress line asks after every trial: no O(n) scan)."""
+        t = self._tally
+        return {"complete": t["complete"], "failed": t["fail"], "pruned": t["pruned"], "infeasible": t["infeasible"]}
 
     def _front(self) -> tuple[list[TrialRecord], np.ndarray, list[TrialRecord]]:
         """(front records, values of all complete trials, complete records), by trial number."""

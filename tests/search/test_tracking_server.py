@@ -109,7 +109,7 @@ def _check_search(uri: str, summary: dict, n: int) -> None:
     assert tagged == {row["trial"] for row in summary["front"]} and tagged
     for r in runs:
         assert r.info.status == "FINISHED" and set(r.data.params) == {"x", "y"}
-        assert {"val_accuracy", "energy_mj"} <= set(r.data.metrics)
+        assert {"val_accuracy", "val_loss", "energy_mj"} <= set(r.data.metrics)
     hist = client.get_metric_history(summary["parent_run_id"], "hypervolume")
     assert [m.step for m in sorted(hist, key=lambda m: m.step)] == list(range(n))
     parent = client.get_run(summary["parent_run_id"])
