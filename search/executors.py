@@ -9,10 +9,13 @@ cancels a trial that runs past its timeout, reporting it as failed with that rea
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from search.worker import TrialResult, TrialSpec, run_trial, warm_up
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
 
 
 class LocalExecutor:

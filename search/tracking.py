@@ -25,6 +25,10 @@ from typing import Any, Mapping
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
+# No network at run time: MLflow 3's usage telemetry posts to a remote endpoint (and its exit
+# hook waits for it); a user who wants it can set the variable to "false".
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 
 def resolve_tracking_uri(configured: str | None) -> str:
     """Config value, else ``MLFLOW_TRACKING_URI``, else MLflow 3's default local store."""
