@@ -22,7 +22,7 @@ import optuna
 
 from search.archive import ParetoArchive, hypervolume_curve
 from search.config import ExperimentConfig, dump_config
-from search.pareto import default_reference_point, hypervolume
+from search.pareto import default_reference_point
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
@@ -141,9 +141,8 @@ class SearchEngine:
         """The space, the study on its journal and the cost model (once the data's shape is known)."""
         from spaces import get_space
 
-        from search.strategies import make_sampler
-
         from search.journal import BufferedJournalFileBackend
+        from search.strategies import make_sampler
 
         cfg = self.cfg
         self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
@@ -214,6 +213,9 @@ class SearchEngine:
                 self._record(TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid))
         for number in self._completed:  # the membership as rebuilt, on every complete run
             self.tracker.batch.set_pareto(number, number in self.archive)
+        ref = self._fixed_reference()
+        if ref is not None:
+            self._live_hv = self.archive.hypervolume(ref)
 
     def _counted(self) -> int:
         """Trials that count against the budget: every asked trial except interrupted ones."""
@@ -472,6 +474,7 @@ class SearchEngine:
         return [r for r in complete if r.number in self.archive], values, complete
 
     def _conclude(self, wall_s: float) -> dict[str, Any]:
+        started = time.perf_counter()
         cfg = self.cfg
         names, dirs = cfg.objective_names, cfg.directions
         tracking_wait = self.tracker.flush()  # every child run and tag is in the store before the summary names them
@@ -494,8 +497,8 @@ class SearchEngine:
                 # The hypervolume as it grew, on the final reference point (step = trial number),
                 # replayed from the archive's changes: one volume per front change.
                 by_number = {r.number: [r.values[n] for n in names] for r in complete}
-                curve = hypervolume_curve(self._completed, self.archive.changes, by_number, dirs, ref)
-                self.tracker.log_parent_series("hypervolume", curve)
+                for step, value in hypervolume_curve(self._completed, self.archive.changes, by_number, dirs, ref):
+                    self.tracker.batch.log_parent_metric("hypervolume", value, step)  # in one batch
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         counts = self._counts()
@@ -512,7 +515,7 @@ class SearchEngine:
             "hypervolume": hv,
             "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
             "wall_time_s": round(wall_s, 2),
-            "tracking_wait_s": round(tracking_wait, 3),
+            "tracking_wait_s": round(tracking_wait, 3),  # the wait for queued MLflow writes at the end
             **self._start_figures(),
             "retrained": self.retrained,
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
@@ -529,6 +532,9 @@ class SearchEngine:
             for name in ("pareto.csv", "pareto.png", "pareto.html"):
                 self.tracker.log_artifact(self.out / name)
             self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
+        self.tracker.flush()
+        # the whole end of the run (wait, curve, plots, artifacts); only summary.json's own upload is after it
+        summary["conclude_s"] = round(time.perf_counter() - started, 3)
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")
         return summary
