@@ -88,6 +88,7 @@ def cli_start(tmp: Path) -> tuple[float, float, float]:
                    capture_output=True, timeout=600)
     wall = time.perf_counter() - t0
     summary = json.loads((tmp / "runs" / "start" / "summary.json").read_text())
+    print(f"start-up parts (overlapped, s): {summary['startup']}; end of run {summary['conclude_s']} s")
     return summary["process_first_dispatch_s"], summary["first_dispatch_s"], wall
 
 
@@ -95,8 +96,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=100, help="trials for the overhead measurement")
     ap.add_argument("--sleep-trials", type=int, default=8)
+    ap.add_argument("--start-only", action="store_true", help="only the CLI start measurement")
     args = ap.parse_args()
     import ray
+
+    if args.start_only:
+        with tempfile.TemporaryDirectory() as d:
+            start = cli_start(Path(d))
+        print(f"abacus search: first trial dispatched {start[0]:.1f} s after the process started ({start[1]:.1f} s after run() began); "
+              f"whole command {start[2]:.1f} s; load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+        return
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

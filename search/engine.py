@@ -102,6 +102,8 @@ class SearchEngine:
         self._completed: list[int] = []  # complete trial numbers in the order they were told
         self._live_hv = 0.0
         self._first_dispatch: tuple[float, float] | None = None  # (s since run() began, epoch time)
+        self._startup: dict[str, float] = {}  # set-up parts (overlapped), seconds each
+        self._tracking = None  # the MLflow set-up while it runs (a Future)
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
@@ -111,7 +113,9 @@ class SearchEngine:
         """Everything before the first ask, with the slow parts at the same time: the MLflow store
         and parent run, and the data module's shape (its import pulls in torch and Lightning), on
         two threads, while this thread starts the executor (``ray.init``, worker warm-up) and the
-        study. Returns the executor."""
+        study. The first trials are dispatched without waiting for MLflow (a fresh SQLite store
+        takes seconds to create): ``_tracking_ready`` waits for it at the first result.
+        Returns the executor."""
         from concurrent.futures import ThreadPoolExecutor
 
         from search.executors import make_executor
@@ -122,20 +126,27 @@ class SearchEngine:
         if not resume:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_config(cfg))
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup") as pool:
-            tracking = pool.submit(self._setup_tracking, resume)
-            shape = pool.submit(self._data_shape)
-            executor = make_executor(cfg)
-            try:
-                self._setup_search(resume, shape)
-                tracking.result()
-            except BaseException:
-                executor.shutdown()
-                raise
-        if resume:
-            self._logged = self.tracker.child_runs()
-            self._recover()
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup")
+        self._tracking = pool.submit(self._timed, "tracking_s", self._setup_tracking, resume)
+        shape = pool.submit(self._timed, "data_shape_s", self._data_shape)
+        pool.shutdown(wait=False)
+        executor = self._timed("executor_s", make_executor, cfg)
+        try:
+            self._timed("study_s", self._setup_search, resume, shape)
+            if resume:
+                self._tracking_ready()
+                self._logged = self.tracker.child_runs()
+                self._recover()
+        except BaseException:
+            executor.shutdown()
+            raise
         return executor
+
+    def _tracking_ready(self) -> None:
+        """Wait (once) for the MLflow set-up started by ``_setup``; its errors surface here."""
+        if self._tracking is not None:
+            fut, self._tracking = self._tracking, None
+            fut.result()
 
     def _setup_search(self, resume: bool, shape) -> None:
         """The space, the study on its journal and the cost model (once the data's shape is known)."""
@@ -152,6 +163,14 @@ class SearchEngine:
                                          storage=storage, load_if_exists=resume)
         self.input_shape, self.num_classes = shape.result()
         self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes)
+
+    def _timed(self, key: str, fn, *args):
+        """Run a set-up part and keep its duration (``startup`` in the summary)."""
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._startup[key] = round(time.perf_counter() - t0, 2)
 
     def _data_shape(self) -> tuple[tuple[int, ...], int]:
         import evaluators
@@ -324,6 +343,7 @@ class SearchEngine:
                 "number": result.number}
 
     def _finish(self, trial: optuna.trial.Trial, arch: dict, aid: str, cost: dict, result: TrialResult) -> None:
+        self._tracking_ready()
         outcome = self._outcome(arch, aid, cost, result)
         if result.artifacts:
             from search.export import unpack_trial_artifacts
@@ -474,6 +494,7 @@ class SearchEngine:
         return [r for r in complete if r.number in self.archive], values, complete
 
     def _conclude(self, wall_s: float) -> dict[str, Any]:
+        self._tracking_ready()
         started = time.perf_counter()
         cfg = self.cfg
         names, dirs = cfg.objective_names, cfg.directions
@@ -546,7 +567,8 @@ class SearchEngine:
         import psutil
 
         since_run, at = self._first_dispatch
-        return {"first_dispatch_s": round(since_run, 2), "process_first_dispatch_s": round(at - psutil.Process().create_time(), 2)}
+        return {"first_dispatch_s": round(since_run, 2), "process_first_dispatch_s": round(at - psutil.Process().create_time(), 2),
+                "startup": dict(self._startup)}
 
     def print_front(self, summary: dict[str, Any]) -> None:
         from rich.console import Console
