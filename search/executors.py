@@ -50,7 +50,14 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **init_kwargs)
             else:
-                ray.init(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+                local = dict(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+                try:
+                    ray.init(**local)
+                except Exception as exc:  # Ray gives its raylet a fixed 30 s to register: retry once on a starved machine
+                    if "timed out during startup" not in str(exc):
+                        raise
+                    ray.shutdown()
+                    ray.init(**local)
             self._owns_ray = True
         else:
             self._owns_ray = False
