@@ -9,6 +9,10 @@
    the second Ray worker process exists; the first 2-worker run, which starts it and imports
    torch and Lightning there, is printed too).
 
+3. Start: ``abacus search`` in a fresh process (fresh MLflow SQLite store, its own local Ray),
+   from the process's start to the first trial dispatched (``process_first_dispatch_s`` in the
+   summary), and the whole command's wall time (so the exit is in it).
+
 Run from the repository root:  .venv/bin/python benchmarks/search_overhead.py
 """
 
@@ -67,16 +71,46 @@ def run(n_trials: int, workers: int, executor: str, fn: str, tmp: Path, tag: str
     return wall
 
 
+def cli_start(tmp: Path) -> tuple[float, float, float]:
+    """(process start -> first dispatch, run() start -> first dispatch, whole command) in seconds."""
+    import json
+    import subprocess
+
+    import yaml
+
+    cfg = {"name": "start", "space": "addernet-resnet", "budget": {"trials": 4, "epochs": 1}, "strategy": {"name": "random"},
+           "fixed": {f"stage{i}.{k}": v for i in (1, 2, 3) for k, v in (("width", 0.25), ("blocks", 1))},
+           "evaluator": {"function": "benchmarks.search_overhead:instant"}, "workers": 2, "save_weights": False,
+           "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'start.db'}"}, "out": str(tmp / "runs" / "start")}
+    (tmp / "start.yaml").write_text(yaml.safe_dump(cfg))
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp / "start.yaml"), "--no-progress"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+    wall = time.perf_counter() - t0
+    summary = json.loads((tmp / "runs" / "start" / "summary.json").read_text())
+    print(f"start-up parts (overlapped, s): {summary['startup']}; end of run {summary['conclude_s']} s")
+    return summary["process_first_dispatch_s"], summary["first_dispatch_s"], wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=100, help="trials for the overhead measurement")
     ap.add_argument("--sleep-trials", type=int, default=8)
+    ap.add_argument("--start-only", action="store_true", help="only the CLI start measurement")
     args = ap.parse_args()
     import ray
+
+    if args.start_only:
+        with tempfile.TemporaryDirectory() as d:
+            start = cli_start(Path(d))
+        print(f"abacus search: first trial dispatched {start[0]:.1f} s after the process started ({start[1]:.1f} s after run() began); "
+              f"whole command {start[2]:.1f} s; load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+        return
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         os.chdir(tmp)
+        start = cli_start(tmp)
         # warm-up: MLflow creates its tables (~4 s), imports, the cost model's first trace
         run(3, 1, "local", "benchmarks.search_overhead:instant", tmp, "warmup")
         # the fixed part (set-up, summary, artifacts) is measured with a short run and subtracted
@@ -92,6 +126,9 @@ def main() -> None:
         cold = run(args.sleep_trials, 2, "ray", "benchmarks.search_overhead:sleep_2s", tmp, "sleep-2-cold")
         two = run(args.sleep_trials, 2, "ray", "benchmarks.search_overhead:sleep_2s", tmp, "sleep-2")
         ray.shutdown()
+    print(f"abacus search (fresh process, fresh MLflow store, own Ray): first trial dispatched {start[0]:.1f} s after the process "
+          f"started ({start[1]:.1f} s after the engine's run() began); whole command (4 trials, exit included) {start[2]:.1f} s")
+    print(f"load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print(f"engine overhead per trial, trivial evaluator, local executor: {per_local * 1000:.1f} ms ({args.trials} trials)")
     print(f"engine overhead per trial, trivial evaluator, Ray (1 worker):  {per_ray * 1000:.1f} ms ({args.trials} trials)")
     print(f"{args.sleep_trials} trials of 2 s on Ray: 1 worker {one:.1f} s, 2 workers {two:.1f} s, speed-up {one / two:.2f}x "

@@ -5,20 +5,61 @@ Front door: :func:`evaluate`. Imports run ``spaces <- supernets <- evaluators <-
 package imports no op classes -- recipes find the modules they act on by the methods they define.
 """
 
-from .callbacks import (
-    AdaptiveLRCallback,
-    DataCostCallback,
-    EpochReporter,
-    ProgressScheduleCallback,
-    default_recipe_callbacks,
-)
-from .classification import ClassificationModule
-from .data import get_datamodule, list_datasets, register_datamodule
-from .errors import NonFiniteLossError
-from .evaluate import evaluate
-from .image2image import ImageToImageModule, SuperResolutionModule
-from .metrics import count_macs, count_params, rgb_to_y
-from .tasks import TASKS, Task, get_task, task_of_data
+import importlib
+import sys
+import types
+
+# Loaded on first use (PEP 562): checking a config needs the data-set names, not Lightning
+# (whose import costs seconds); everything below imports on first attribute access.
+_WHERE = {
+    "AdaptiveLRCallback": ".callbacks",
+    "EpochReporter": ".callbacks",
+    "ProgressScheduleCallback": ".callbacks",
+    "default_recipe_callbacks": ".callbacks",
+    "ClassificationModule": ".classification",
+    "get_datamodule": ".data.registry",
+    "list_datasets": ".data.registry",
+    "register_datamodule": ".data.registry",
+    "NonFiniteLossError": ".errors",
+    "evaluate": ".evaluate",
+    "count_macs": ".metrics",
+    "count_params": ".metrics",
+    "rgb_to_y": ".metrics",
+    "DataCostCallback": ".callbacks",
+    "ImageToImageModule": ".image2image",
+    "SuperResolutionModule": ".image2image",
+    "TASKS": ".tasks",
+    "Task": ".tasks",
+    "get_task": ".tasks",
+    "task_of_data": ".tasks",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+class _Package(types.ModuleType):
+    """The function ``evaluate`` shares its name with its submodule: loading the submodule
+    (``import evaluators.evaluate``) makes Python set the package attribute to the module; keep
+    the function there instead, as the eager ``from .evaluate import evaluate`` used to."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "evaluate" and isinstance(value, types.ModuleType):
+            value = value.evaluate
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "evaluate",

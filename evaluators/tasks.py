@@ -9,10 +9,11 @@ without knowing any task by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pytorch_lightning as pl
-from torch import nn
+if TYPE_CHECKING:  # checking a config must not import Lightning or torch
+    import pytorch_lightning as pl
+    from torch import nn
 
 __all__ = ["Task", "TASKS", "get_task", "task_of_data", "register_task"]
 
@@ -68,7 +69,7 @@ def get_task(name: str) -> Task:
 
 
 def task_of_data(name: str) -> Task:
-    """The task of the data set registered as ``name`` (from its class; nothing is loaded)."""
-    from .data.registry import datamodule_class
+    """The task of the data set registered as ``name`` (nothing is loaded; built-ins import nothing)."""
+    from .data.registry import task_name_of
 
-    return get_task(getattr(datamodule_class(name), "task", "classification"))
+    return get_task(task_name_of(name))

@@ -7,6 +7,7 @@ driver) -> constraints (violators are never trained) -> executor runs build+trai
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sys
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 import optuna
 
+from search.archive import ParetoArchive, hypervolume_curve
 from search.config import ExperimentConfig, dump_config
-from search.pareto import default_reference_point, hypervolume, non_dominated_mask
+from search.pareto import default_reference_point
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
@@ -98,51 +100,107 @@ class SearchEngine:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.records: dict[int, TrialRecord] = {}
-        self._front_tags: dict[int, str] = {}
+        self._tally: collections.Counter[str] = collections.Counter()  # records per state
+        self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
+        self._completed: list[int] = []  # complete trial numbers in the order they were told
+        self._live_hv = 0.0
+        self._first_dispatch: tuple[float, float] | None = None  # (s since run() began, epoch time)
+        self._startup: dict[str, float] = {}  # set-up parts (overlapped), seconds each
+        self._tracking = None  # the MLflow set-up while it runs (a Future)
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
         self.oneshot = None  # search.oneshot.OneShot when the config has a ``oneshot`` block
 
     # -- set-up ----------------------------------------------------------------------------
-    def _setup(self, resume: bool) -> None:
-        import evaluators
+    def _setup(self, resume: bool):
+        """Everything before the first ask, with the slow parts at the same time: the MLflow store
+        and parent run, and the data module's shape (its import pulls in torch and Lightning), on
+        two threads, while this thread starts the executor (``ray.init``, worker warm-up) and the
+        study. The first trials are dispatched without waiting for MLflow (a fresh SQLite store
+        takes seconds to create): ``_tracking_ready`` waits for it at the first result.
+        Returns the executor."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from search.executors import make_executor
+
+        cfg = self.cfg
+        self.out = cfg.out_dir
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if not resume:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(cfg))
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup")
+        self._tracking = pool.submit(self._timed, "tracking_s", self._setup_tracking, resume)
+        shape = pool.submit(self._timed, "data_shape_s", self._data_shape)
+        pool.shutdown(wait=False)
+        # one-shot mode scores on its own executor (search.oneshot), started after the supernet
+        executor = self._timed("executor_s", make_executor, cfg) if cfg.oneshot is None else None
+        try:
+            self._timed("study_s", self._setup_search, resume, shape)
+            if resume:
+                self._tracking_ready()
+                self._logged = self.tracker.child_runs()
+                self._recover()
+        except BaseException:
+            if executor is not None:
+                executor.shutdown()
+            raise
+        return executor
+
+    def _tracking_ready(self) -> None:
+        """Wait (once) for the MLflow set-up started by ``_setup``; its errors surface here."""
+        if self._tracking is not None:
+            fut, self._tracking = self._tracking, None
+            fut.result()
+
+    def _setup_search(self, resume: bool, shape) -> None:
+        """The space, the study on its journal and the cost model (once the data's shape is known)."""
         from spaces import get_space
 
+        from search.journal import BufferedJournalFileBackend
         from search.strategies import make_sampler
 
         cfg = self.cfg
         self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
-        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
-        self.input_shape = tuple(int(x) for x in dm.input_shape)
-        self.num_classes = int(dm.num_classes)
+        self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
+        storage = optuna.storages.JournalStorage(self.journal)
+        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
+                                         storage=storage, load_if_exists=resume)
+        self.input_shape, self.num_classes, task = shape.result()
+        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, task)
+
+    def _timed(self, key: str, fn, *args):
+        """Run a set-up part and keep its duration (``startup`` in the summary)."""
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._startup[key] = round(time.perf_counter() - t0, 2)
+
+    def _data_shape(self) -> tuple[tuple[int, ...], int, dict | None]:
+        """Input shape, classes and the data's builder keywords (``builder_kwargs``, e.g. the SR scale)."""
+        import evaluators
+
+        ev = self.cfg.evaluator
+        dm = evaluators.get_datamodule(ev.data, seed=self.cfg.seed, batch_size=ev.batch_size, **ev.data_kwargs)
         builder_kwargs = getattr(dm, "builder_kwargs", None)
         task = builder_kwargs() if callable(builder_kwargs) else None
-        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, task)
-        self.out = cfg.out_dir
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return tuple(int(x) for x in dm.input_shape), int(dm.num_classes), task
+
+    def _setup_tracking(self, resume: bool) -> None:
+        cfg = self.cfg
         if resume:
             run = json.loads((self.out / RUN_FILE).read_text())
             self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
             self.parent_id = run["parent_run_id"]
             self.tracker.attach_parent(self.parent_id)
         else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(cfg))
             self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
             self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
             self.tracker.log_artifact(self.out / "config.yaml")
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
-        from search.journal import BufferedJournalFileBackend
-
-        self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
-        storage = optuna.storages.JournalStorage(self.journal)
-        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
-                                         storage=storage, load_if_exists=resume)
-        if resume:
-            self._logged = self.tracker.child_runs()
-            self._recover()
 
     def _recover(self) -> None:
         """Rebuild the records from the journal after a crash.
@@ -174,8 +232,18 @@ class SearchEngine:
                 continue
             o = attrs.get("outcome")
             if o is not None:
-                rid = self._logged.get(ft.number) or self.tracker.submit(self._log_child, ft.number, o)  # lost with the crash
-                self.records[ft.number] = TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid)
+                entered = self._archive_add(ft.number, o)
+                rid = self._logged.get(ft.number)
+                if rid:
+                    self.tracker.batch.known_run(ft.number, rid)
+                else:  # lost with the crash
+                    rid = self._log_child(ft.number, o, entered)
+                self._record(TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid))
+        for number in self._completed:  # the membership as rebuilt, on every complete run
+            self.tracker.batch.set_pareto(number, number in self.archive)
+        ref = self._fixed_reference()
+        if ref is not None:
+            self._live_hv = self.archive.hypervolume(ref)
 
     def _counted(self) -> int:
         """Trials that count against the budget: every asked trial except interrupted ones."""
@@ -208,18 +276,16 @@ class SearchEngine:
     # -- the loop --------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         from search.adapter import suggest_arch
-        from search.executors import make_executor
 
         started = time.perf_counter()
-        self._setup(resume)
+        executor = self._setup(resume)
         cfg = self.cfg
         if cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
             from search.oneshot import OneShot
 
+            self._tracking_ready()  # the supernet's own MLflow run needs the parent
             self.oneshot = OneShot(self)
             executor = self.oneshot.start(resume)
-        else:
-            executor = make_executor(cfg)
         self.scheduler = self._make_scheduler()
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = self._counted()
@@ -247,6 +313,8 @@ class SearchEngine:
                     pending[trial.number] = (trial, arch, aid, cost)
                     self.journal.flush()  # the running trial is on disk: a crash from here re-queues it
                     executor.submit(self._spec(trial.number, arch, cost))
+                    if self._first_dispatch is None:
+                        self._first_dispatch = (time.perf_counter() - started, time.time())
                 if executor.in_flight:
                     result = executor.wait_one()
                     trial, arch, aid, cost = pending.pop(result.number)
@@ -262,6 +330,7 @@ class SearchEngine:
                 progress.stop()
             summary = self._conclude(time.perf_counter() - started)
             self.tracker.finish_parent(status)
+            self.tracker.close()
         return summary
 
     def _outcome(self, arch: dict, aid: str, cost: dict, result: TrialResult) -> dict[str, Any]:
@@ -291,23 +360,33 @@ class SearchEngine:
                 "number": result.number}
 
     def _finish(self, trial: optuna.trial.Trial, arch: dict, aid: str, cost: dict, result: TrialResult) -> None:
+        self._tracking_ready()
         outcome = self._outcome(arch, aid, cost, result)
         if result.artifacts:
             from search.export import unpack_trial_artifacts
 
             unpack_trial_artifacts(result.artifacts, self.out / "trials" / str(trial.number))
-        trial.set_user_attr("outcome", outcome)
-        self.journal.flush()  # the outcome is on disk before anything else is written
+        trial.set_user_attr("outcome", outcome)  # on disk with the tell, before anything else is written
         self._commit(trial, outcome)
         if outcome["state"] == "fail" and outcome["reason"]:
             self.console.print(f"[yellow]trial {trial.number} failed:[/] {outcome['reason'].splitlines()[0][:200]}")
 
+    def _archive_add(self, number: int, o: dict[str, Any]) -> bool | None:
+        """Front upkeep for a told trial: O(front). None for a trial that is not complete; else
+        whether it entered the front (the runs it pushed out get ``pareto=false`` queued)."""
+        if o["state"] != "complete":
+            return None
+        change = self.archive.add(number, [o["values"][n] for n in self.cfg.objective_names])
+        self._completed.append(number)
+        for k in change.evicted:
+            self.tracker.batch.set_pareto(k, False)
+        return change.entered
+
     def _commit(self, trial: optuna.trial.Trial, o: dict[str, Any]) -> None:
-        """MLflow child run (unless one was logged before a crash), then ``tell``, then the record."""
+        """Front upkeep, ``tell``, one journal sync (outcome and result together), then the MLflow
+        child run (unless one was logged before a crash) and the record."""
         cfg = self.cfg
-        rid = self._logged.get(trial.number)
-        if not rid:
-            rid = self.tracker.submit(self._log_child, trial.number, o)
+        entered = self._archive_add(trial.number, o)
         state = o["state"]
         if state == "complete":
             self.study.tell(trial, [o["values"][n] for n in cfg.objective_names])
@@ -319,14 +398,21 @@ class SearchEngine:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self.journal.flush()
-        self.records[trial.number] = TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid)
+        self.journal.flush()  # one fsync: the outcome and the tell; a crash before it re-queues the trial
+        rid = self._logged.get(trial.number)
+        if rid:
+            self.tracker.batch.known_run(trial.number, rid)
+            if entered is not None:
+                self.tracker.batch.set_pareto(trial.number, entered)
+        else:
+            rid = self._log_child(trial.number, o, entered)
+        self._record(TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid))
         if state == "complete":
-            self._update_front_tags()
             ref = self._fixed_reference()
             if ref is not None:  # live curve when the reference point is known up front
-                _, values, _ = self._front()
-                self.tracker.submit(self.tracker.log_parent_metrics, {"hypervolume": hypervolume(values, cfg.directions, ref)}, trial.number)
+                if entered:  # the volume changes only when the front does
+                    self._live_hv = self.archive.hypervolume(ref)
+                self.tracker.batch.log_parent_metric("hypervolume", self._live_hv, trial.number)
 
     def _fixed_reference(self) -> np.ndarray | None:
         """The configured reference point, when it covers every objective."""
@@ -371,23 +457,18 @@ class SearchEngine:
             self.tracker.client.log_artifacts(rid, str(d))
         return rid
 
-    def _log_child(self, number: int, o: dict[str, Any]) -> str:
-        """On the tracker's writer thread: the child run, then the trial's weights as its artifacts."""
-        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
-        trial_dir = self.out / "trials" / str(number)
-        if trial_dir.is_dir():  # weights + arch.json, unpacked from the worker's result by _finish
-            self.tracker.client.log_artifacts(rid, str(trial_dir))
-        return rid
+    def _log_child(self, number: int, o: dict[str, Any], on_front: bool | None) -> Future:
+        """Queue the child run (written in a batch; a Future of its run id), with the trial's
+        weights as its artifacts and its front membership as the ``pareto`` tag."""
+        from search.tracking_batch import child_run
 
-    def _update_front_tags(self) -> None:
-        """Keep each complete child run's ``pareto`` tag right as the front changes."""
-        front, _, complete = self._front()
-        on = {r.number for r in front}
-        for r in complete:
-            want = "true" if r.number in on else "false"
-            if self._front_tags.get(r.number) != want:
-                self.tracker.submit(self.tracker.set_tag, r.run_id, "pareto", want)
-                self._front_tags[r.number] = want
+        tags = dict(o["tags"])
+        if on_front is not None:
+            tags["pareto"] = "true" if on_front else "false"
+        trial_dir = self.out / "trials" / str(number)  # weights + arch.json, unpacked by _finish
+        run = child_run(number, "trial", o["arch"], tags, o["metrics"], o["history"], o["state"], o["reason"],
+                        self.parent_id, trial_dir if trial_dir.is_dir() else None)
+        return self.tracker.batch.add_run(run)
 
     # -- progress --------------------------------------------------------------------------
     def _progress(self, done: int = 0):
@@ -405,28 +486,36 @@ class SearchEngine:
         if progress is None:
             return
         counts = self._counts()
-        front = sum(v == "true" for v in self._front_tags.values())  # kept current by _update_front_tags
+        front = len(self.archive)
         progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
 
     # -- the end ---------------------------------------------------------------------------
+    def _record(self, rec: TrialRecord) -> None:
+        old = self.records.get(rec.number)
+        if old is not None:
+            self._tally[old.state] -= 1
+        self.records[rec.number] = rec
+        self._tally[rec.state] += 1
+
     def _counts(self) -> dict[str, int]:
-        states = [r.state for r in self.records.values()]
-        return {"complete": states.count("complete"), "failed": states.count("fail"),
-                "pruned": states.count("pruned"), "infeasible": states.count("infeasible")}
+        """Kept as records arrive (the progress line asks after every trial: no O(n) scan)."""
+        t = self._tally
+        return {"complete": t["complete"], "failed": t["fail"], "pruned": t["pruned"], "infeasible": t["infeasible"]}
 
     def _front(self) -> tuple[list[TrialRecord], np.ndarray, list[TrialRecord]]:
+        """(front records, values of all complete trials, complete records), by trial number."""
         complete = sorted((r for r in self.records.values() if r.state == "complete"), key=lambda r: r.number)
         if not complete:
             return [], np.zeros((0, len(self.cfg.objectives))), []
         values = np.array([[r.values[n] for n in self.cfg.objective_names] for r in complete])
-        mask = non_dominated_mask(values, self.cfg.directions)
-        return [r for r, m in zip(complete, mask) if m], values, complete
+        return [r for r in complete if r.number in self.archive], values, complete
 
     def _conclude(self, wall_s: float) -> dict[str, Any]:
+        self._tracking_ready()
+        started = time.perf_counter()
         cfg = self.cfg
         names, dirs = cfg.objective_names, cfg.directions
-        self._update_front_tags()
-        self.tracker.flush()  # every child run and tag is in the store before the summary names them
+        tracking_wait = self.tracker.flush()  # every child run and tag is in the store before the summary names them
         for r in self.records.values():
             if isinstance(r.run_id, Future):
                 r.run_id = r.run_id.result()
@@ -441,11 +530,13 @@ class SearchEngine:
             for i, n in enumerate(names):
                 if n in cfg.reference_point:
                     ref[i] = cfg.reference_point[n]
-            hv = hypervolume(values, dirs, ref)
+            hv = self.archive.hypervolume(ref)  # the final front only
             if self._fixed_reference() is None:
-                # The hypervolume as it grew, on the final reference point (step = trial number).
-                curve = [(rec.number, hypervolume(values[: k + 1], dirs, ref)) for k, rec in enumerate(complete)]
-                self.tracker.log_parent_series("hypervolume", curve)
+                # The hypervolume as it grew, on the final reference point (step = trial number),
+                # replayed from the archive's changes: one volume per front change.
+                by_number = {r.number: [r.values[n] for n in names] for r in complete}
+                for step, value in hypervolume_curve(self._completed, self.archive.changes, by_number, dirs, ref):
+                    self.tracker.batch.log_parent_metric("hypervolume", value, step)  # in one batch
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         counts = self._counts()
@@ -462,23 +553,39 @@ class SearchEngine:
             "hypervolume": hv,
             "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
             "wall_time_s": round(wall_s, 2),
+            "tracking_wait_s": round(tracking_wait, 3),  # the wait for queued MLflow writes at the end
+            **self._start_figures(),
             "retrained": self.retrained,
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
         }
         if complete:
+            on_front = np.array([r.number in self.archive for r in complete])
             write_pareto_csv(self.out / "pareto.csv", front_rows, names)
-            plot_pareto_png(self.out / "pareto.png", values, non_dominated_mask(values, dirs), names, dirs, f"{cfg.name}: {len(front)} on the front of {len(complete)}")
+            plot_pareto_png(self.out / "pareto.png", values, on_front, names, dirs, f"{cfg.name}: {len(front)} on the front of {len(complete)}")
             from search.html_report import hover_text, write_pareto_html
 
-            write_pareto_html(self.out / "pareto.html", values, non_dominated_mask(values, dirs), names, dirs,
+            write_pareto_html(self.out / "pareto.html", values, on_front, names, dirs,
                               [hover_text(r.number, r.arch_id, r.arch, r.values) for r in complete],
                               f"{cfg.name}: {len(front)} on the front of {len(complete)}")
             for name in ("pareto.csv", "pareto.png", "pareto.html"):
                 self.tracker.log_artifact(self.out / name)
             self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
+        self.tracker.flush()
+        # the whole end of the run (wait, curve, plots, artifacts); only summary.json's own upload is after it
+        summary["conclude_s"] = round(time.perf_counter() - started, 3)
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")
         return summary
+
+    def _start_figures(self) -> dict[str, float]:
+        """How long the start took: from ``run()`` and from the process's start to the first dispatch."""
+        if self._first_dispatch is None:
+            return {}
+        import psutil
+
+        since_run, at = self._first_dispatch
+        return {"first_dispatch_s": round(since_run, 2), "process_first_dispatch_s": round(at - psutil.Process().create_time(), 2),
+                "startup": dict(self._startup)}
 
     def print_front(self, summary: dict[str, Any]) -> None:
         from rich.console import Console

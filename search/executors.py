@@ -9,10 +9,13 @@ cancels a trial that runs past its timeout, reporting it as failed with that rea
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from search.worker import TrialResult, TrialSpec, run_trial
+from search.worker import TrialResult, TrialSpec, run_trial, warm_up
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
 
 
 class LocalExecutor:
@@ -37,7 +40,8 @@ class LocalExecutor:
 
 class RayExecutor:
     def __init__(self, workers: int, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 address: str | None = None, trial_timeout_s: float | None = None, max_retries: int = 2) -> None:
+                 address: str | None = None, trial_timeout_s: float | None = None, max_retries: int = 2,
+                 data: str | None = None) -> None:
         import ray
 
         self._ray = ray
@@ -46,13 +50,24 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **init_kwargs)
             else:
-                ray.init(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+                local = dict(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+                try:
+                    ray.init(**local)
+                except Exception as exc:  # Ray gives its raylet a fixed 30 s to register: retry once on a starved machine
+                    if "timed out during startup" not in str(exc):
+                        raise
+                    ray.shutdown()
+                    ray.init(**local)
             self._owns_ray = True
         else:
             self._owns_ray = False
         self._remote = ray.remote(run_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries)
         self._timeout = trial_timeout_s
         self._pending: dict[Any, tuple[TrialSpec, float]] = {}
+        # one warm-up task per worker slot, same resources as a trial: each worker process
+        # imports torch and Lightning now, while the driver sets up, not in its first trial
+        warm = ray.remote(warm_up).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
+        self.warming = [warm.remote(data) for _ in range(max(1, workers))]
 
     @property
     def in_flight(self) -> int:
@@ -98,4 +113,5 @@ def make_executor(cfg: Any):
     return RayExecutor(
         cfg.workers, cpus_per_trial=cfg.resources.cpus_per_trial, gpus_per_trial=cfg.resources.gpus_per_trial,
         address=cfg.address, trial_timeout_s=cfg.budget.trial_timeout_s, max_retries=cfg.budget.max_retries,
+        data=cfg.evaluator.data,
     )

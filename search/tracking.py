@@ -4,11 +4,15 @@ We use ``MlflowClient`` (explicit run ids) rather than the fluent ``mlflow.start
 child runs can be written in any order as results arrive, and the driver is the only writer
 (workers never touch the store: SQLite does not like concurrent writers).
 
-Child runs and tags are written by one background thread, in submission order, so a slow store
-(SQLite commits an fsync each) never holds up the search loop; ``flush()`` waits for all of it.
-A child run costs three store operations: ``create_run`` (with its tags), one ``log_batch``
-(params, final metrics and per-epoch curves together, split only at MLflow's batch limits) and
-``set_terminated``.
+Trial child runs, their ``pareto`` tags and the live hypervolume go through ``self.batch``
+(``search.tracking_batch.BatchWriter``: many runs per transaction on a SQL store, a few
+concurrent calls on a tracking server). Everything else (the parent run, artifacts, retrained
+runs) is written by one background thread in submission order (``submit``); ``flush()`` waits
+for both and returns how long it waited.
+
+Tracking URIs: ``sqlite:///mlflow.db`` (default, zero set-up), a database URI
+(``postgresql://user@host/db``) written directly, or a tracking server ``http://host:5000``
+(what a cluster runs: ``mlflow server --backend-store-uri postgresql://...``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+# No network at run time: MLflow 3's usage telemetry posts to a remote endpoint (and its exit
+# hook waits for it); a user who wants it can set the variable to "false".
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -48,6 +56,12 @@ class Tracker:
         self.parent_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abacus-mlflow")
         self._pending: list[Future] = []
+        self.batch = None  # the BatchWriter of trial child runs, once the parent run is known
+
+    def _start_batch(self) -> None:
+        from search.tracking_batch import BatchWriter
+
+        self.batch = BatchWriter(self.client, self.experiment_id, self.parent_id)
 
     def submit(self, fn, *args) -> Future:
         """Run ``fn(*args)`` on the writer thread (in order); its errors surface at ``flush``."""
@@ -55,21 +69,34 @@ class Tracker:
         self._pending.append(fut)
         return fut
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> float:
+        """Wait for every queued write (child runs first); returns the seconds waited."""
+        t0 = time.perf_counter()
+        if self.batch is not None:
+            self.batch.flush(timeout)
         pending, self._pending = self._pending, []
         for fut in pending:
             fut.result()
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Stop the writer threads (after ``flush``)."""
+        if self.batch is not None:
+            self.batch.close()
+        self._writer.shutdown(wait=True)
 
     # -- parent ----------------------------------------------------------------------------
     def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={"abacus.role": "search", **tags})
         self.parent_id = run.info.run_id
         self._log(self.parent_id, params=params)
+        self._start_batch()
         return self.parent_id
 
     def attach_parent(self, run_id: str) -> None:
         self.parent_id = run_id
         self.client.update_run(run_id, status="RUNNING")
+        self._start_batch()
 
     def finish_parent(self, status: str = "FINISHED") -> None:
         if self.parent_id:

@@ -121,6 +121,23 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         return TrialResult(spec.number, "fail", {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
 
 
+def warm_up(data: str | None = None) -> float:
+    """Import what every trial needs (torch, Lightning, the evaluators, the ops, the data set's
+    module) in this worker process; returns the seconds it took. Run once per worker at start."""
+    start = time.perf_counter()
+    import importlib
+
+    import torch  # noqa: F401
+
+    import evaluators.evaluate  # noqa: F401  (Lightning)
+    import supernets  # noqa: F401
+    from evaluators.data.registry import BUILTIN
+
+    if data in BUILTIN:
+        importlib.import_module(BUILTIN[data])
+    return time.perf_counter() - start
+
+
 def measured_cost(model: Any, input_shape: tuple[int, ...], hardware: dict[str, Any]) -> dict[str, float]:
     """The cost of a *dynamic* network on the data it was evaluated on (what its data-dependent
     modules measured, ``supernets.dynamic``); static networks cost the same before and after

@@ -1,14 +1,37 @@
 """Data modules by name: ``get_datamodule("digits")``, ``"cifar10"``, ``"cifar100"``, ``"imagefolder"``;
-super-resolution: ``"skimage-sr"`` (embedded), ``"div2k"``, ``"set5"``, ``"set14"``, ``"b100"``, ``"urban100"``, ``"srfolder"``."""
+super-resolution: ``"skimage-sr"`` (embedded), ``"div2k"``, ``"set5"``, ``"set14"``, ``"b100"``, ``"urban100"``, ``"srfolder"``.
 
-from .base import BaseDataModule, ClassificationDataModule, TransformDataset, stratified_split
+The registry is light (no Lightning); the built-in modules are imported, and so registered, when
+a data set is first built or one of their classes is first used.
+"""
+
+import importlib
+
 from .registry import get_datamodule, list_datasets, register_datamodule
 
-# Importing the modules registers them.
-from .digits import DigitsDataModule  # noqa: E402
-from .cifar import Cifar10DataModule, Cifar100DataModule  # noqa: E402
-from .imagefolder import ImageFolderDataModule  # noqa: E402
-from .superres import DIV2KDataModule, HRFolderDataModule, SkimageSRDataModule, SuperResDataModule  # noqa: E402
+_WHERE = {
+    "BaseDataModule": ".base",
+    "SuperResDataModule": ".superres",
+    "SkimageSRDataModule": ".superres",
+    "DIV2KDataModule": ".superres",
+    "HRFolderDataModule": ".superres",
+    "ClassificationDataModule": ".base",
+    "TransformDataset": ".base",
+    "stratified_split": ".base",
+    "DigitsDataModule": ".digits",
+    "Cifar10DataModule": ".cifar",
+    "Cifar100DataModule": ".cifar",
+    "ImageFolderDataModule": ".imagefolder",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BaseDataModule",

@@ -8,6 +8,25 @@ import inspect
 from collections.abc import Callable
 
 _REGISTRY: dict[str, type] = {}
+# The built-in data sets by module: listed without importing them (their modules import
+# Lightning), imported (and so registered) when first built. A contract test keeps this equal to
+# what the modules register.
+BUILTIN: dict[str, str] = {
+    "digits": "evaluators.data.digits",
+    "cifar10": "evaluators.data.cifar",
+    "cifar100": "evaluators.data.cifar",
+    "imagefolder": "evaluators.data.imagefolder",
+    "skimage-sr": "evaluators.data.superres",
+    "div2k": "evaluators.data.superres",
+    "srfolder": "evaluators.data.superres",
+    "set5": "evaluators.data.superres",
+    "set14": "evaluators.data.superres",
+    "b100": "evaluators.data.superres",
+    "urban100": "evaluators.data.superres",
+}
+# The task of each built-in data set that is not classification, so a config is checked without
+# importing the module (a contract test keeps it equal to the classes' ``task``).
+BUILTIN_TASKS: dict[str, str] = {name: "superres" for name, module in BUILTIN.items() if module.endswith(".superres")}
 
 
 def register_datamodule(name: str) -> Callable[[type], type]:
@@ -25,17 +44,34 @@ def register_datamodule(name: str) -> Callable[[type], type]:
 
 def list_datasets(pattern: str = "*") -> list[str]:
     """Registered data set names matching the shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower()))
+    return sorted(n for n in set(_REGISTRY) | set(BUILTIN) if fnmatch.fnmatch(n, pattern.lower()))
+
+
+def _unknown(name: str) -> ValueError:
+    key = str(name).lower()
+    close = difflib.get_close_matches(key, list_datasets(), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(f"unknown data set {name!r}{hint} (known: {', '.join(list_datasets())})")
 
 
 def datamodule_class(name: str) -> type:
-    """The class registered as ``name`` (no construction: its ``task`` is known without data)."""
+    """The class registered as ``name`` (no construction); a built-in module is imported on first use."""
     key = str(name).lower()
+    if key not in _REGISTRY and key in BUILTIN:
+        import importlib
+
+        importlib.import_module(BUILTIN[key])
     if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown data set {name!r}{hint} (known: {', '.join(list_datasets())})")
+        raise _unknown(name)
     return _REGISTRY[key]
+
+
+def task_name_of(name: str) -> str:
+    """The task name of data set ``name``; built-ins answer without importing their module."""
+    key = str(name).lower()
+    if key not in _REGISTRY and key in BUILTIN:
+        return BUILTIN_TASKS.get(key, "classification")
+    return str(getattr(datamodule_class(name), "task", "classification"))
 
 
 def get_datamodule(name: str, **kwargs):

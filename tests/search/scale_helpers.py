@@ -1,0 +1,32 @@
+"""A one-layer space and an instant evaluator: searches whose time is all the engine's own."""
+
+from __future__ import annotations
+
+from spaces import Categorical, SearchSpace, register_space
+
+
+def build_tiny(arch, *, input_shape=(1, 8, 8), num_classes=10, **_):
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(input_shape[0] * input_shape[1] * input_shape[2]), num_classes))
+
+
+def instant(model, *, datamodule, epochs, seed, reporter):
+    """Two independent deterministic scores from the seed, no training (a front of several points)."""
+    return {"val_accuracy": (seed * 7919 % 1000) / 1000.0, "val_loss": (seed * 104729 % 997) / 997.0, "epochs": epochs}
+
+
+def register() -> str:
+    name = "scale-toy"
+    register_space(name, overwrite=True)(
+        lambda: SearchSpace(name, [Categorical("x", tuple(range(64))), Categorical("y", tuple(range(64)))], builder="scale_helpers:build_tiny"))
+    return name
+
+
+def config(tmp_path, uri: str, trials: int, name: str = "scale", **extra):
+    from search.config import load_config
+
+    return load_config(None, [f"mlflow.tracking_uri={uri}"], name=name, space=register(),
+                       objectives=[{"name": "val_accuracy", "direction": "maximize"}, {"name": "val_loss", "direction": "minimize"}],
+                       budget={"trials": trials, "epochs": 1}, strategy={"name": "random"}, workers=1, executor="local",
+                       evaluator={"function": "scale_helpers:instant"}, out=str(tmp_path / "runs" / name), save_weights=False, **extra)
