@@ -27,10 +27,37 @@ def _user_errors():
     """Exceptions that mean bad input, not a bug."""
     from spaces import InvalidArchitectureError, UnknownNameError
 
+    from supernets.export import ExportError
+
     from search.errors import ConfigError
+    from search.journal import JournalError
+    from search.preflight import PreflightError
+    from search.runlock import RunLockedError
     from search.runs import RunLookupError
 
-    return (ConfigError, InvalidArchitectureError, UnknownNameError, RunLookupError)
+    return (ConfigError, InvalidArchitectureError, UnknownNameError, RunLookupError, PreflightError, RunLockedError, JournalError, ExportError)
+
+
+def _run_engine(cfg, *, resume: bool, overwrite: bool, progress: bool) -> dict:
+    """Run the search: bad input exits 2 (nothing written), a signal exits 130 with the resume
+    line, a systematic stop exits 1 with its reason; each as one line on stderr."""
+    from search.engine import SearchEngine
+    from search.failures import ConstraintsExhausted, SystematicFailure
+    from search.signals import SearchInterrupted
+
+    engine = SearchEngine(cfg, progress=progress)
+    try:
+        summary = engine.run(resume=resume, overwrite=overwrite)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    except SearchInterrupted as exc:
+        typer.echo(f"abacus: {exc}", err=True)
+        raise typer.Exit(code=130) from None
+    except (SystematicFailure, ConstraintsExhausted) as exc:
+        typer.echo(f"abacus: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    engine.print_front(summary)
+    return summary
 
 
 @app.command()
@@ -43,6 +70,7 @@ def search(
     executor: Optional[str] = typer.Option(None, "--executor", help="ray (default) or local (in-process, for debugging)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start again in a run directory an earlier search used (its files are removed)"),
 ) -> None:
     """Run a multi-objective architecture search described by CONFIG."""
     from search.config import load_config
@@ -52,11 +80,7 @@ def search(
                                            "executor": executor, "address": address})
     except _user_errors() as exc:
         _fail(str(exc))
-    from search.engine import SearchEngine
-
-    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
-    summary = engine.run()
-    engine.print_front(summary)
+    summary = _run_engine(cfg, resume=False, overwrite=overwrite, progress=not no_progress and sys.stderr.isatty())
     if summary["complete"] == 0:
         raise typer.Exit(code=1)
 
@@ -79,11 +103,7 @@ def resume(
         cfg = load_config(run_dir / "config.yaml", [], out=str(run_dir), executor=executor, address=address)
     except _user_errors() as exc:
         _fail(str(exc))
-    from search.engine import SearchEngine
-
-    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
-    summary = engine.run(resume=True)
-    engine.print_front(summary)
+    _run_engine(cfg, resume=True, overwrite=False, progress=not no_progress and sys.stderr.isatty())
 
 
 @app.command()

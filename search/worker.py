@@ -13,6 +13,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from search.states import TrialState
+
 
 @dataclass
 class TrialSpec:
@@ -42,7 +44,7 @@ class TrialSpec:
 @dataclass
 class TrialResult:
     number: int
-    state: str  # "complete" | "fail" | "pruned"
+    state: TrialState  # COMPLETE, FAIL or PRUNED (INFEASIBLE is decided in the driver)
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     reason: str = ""
@@ -66,19 +68,15 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
         model = supernets.build(spec.space, spec.arch, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes))
 
-        best = {"val_accuracy": float("-inf")}
-
         def reporter(epoch: int, metrics: dict[str, float]) -> bool:
             row = {k: float(v) for k, v in metrics.items()}
             history.append({"epoch": float(epoch), **row})
             if spec.scheduler is None:
                 return False
-            best["val_accuracy"] = max(best["val_accuracy"], row.get("val_accuracy", float("-inf")))
-            known = {**spec.static_metrics, **row, "best_val_accuracy": best["val_accuracy"]}
-            values = [known.get(name, float("nan")) for name in spec.objectives]
-            from search.schedulers import call
+            from search.schedulers import call, rung_values
 
-            return bool(call(spec.scheduler, "report", spec.number, epoch + 1, values))
+            finished, values = rung_values(spec.objectives, spec.static_metrics, history)[-1]
+            return bool(call(spec.scheduler, "report", spec.number, finished, values))
 
         if spec.evaluate_fn:
             from spaces import resolve
@@ -99,15 +97,15 @@ def run_trial(spec: TrialSpec) -> TrialResult:
             artifacts = pack_trial_artifacts(model, spec.arch, spec.space, {"input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)})
         bad = [k for k, v in flat.items() if v != v]
         if bad:
-            return TrialResult(spec.number, "fail", flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
+            return TrialResult(spec.number, TrialState.FAIL, flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
         if metrics.get("stopped_early"):
             reason = f"stopped by the scheduler after epoch {int(flat.get('epochs', len(history)))}"
-            return TrialResult(spec.number, "pruned", flat, history, reason, node, time.perf_counter() - start, cost, artifacts)
-        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start, cost, artifacts)
+            return TrialResult(spec.number, TrialState.PRUNED, flat, history, reason, node, time.perf_counter() - start, cost, artifacts)
+        return TrialResult(spec.number, TrialState.COMPLETE, flat, history, "", node, time.perf_counter() - start, cost, artifacts)
     except Exception as exc:  # any failure of a candidate is data, not a crash of the search
         tb = traceback.format_exc(limit=6)
         reason = f"{type(exc).__name__}: {exc}".strip()
-        return TrialResult(spec.number, "fail", {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
+        return TrialResult(spec.number, TrialState.FAIL, {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
 
 
 def measured_cost(model: Any, input_shape: tuple[int, ...], hardware: dict[str, Any]) -> dict[str, float]:
