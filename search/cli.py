@@ -158,11 +158,20 @@ def cost(
     import hw_cost
     import spaces as sp
 
-    shape = _int_tuple(input_shape, "--input-shape", "C,H,W")
-    pe = _int_tuple(pe_array, "--pe-array", "P_in,P_out")
+    shape = _int_tuple(input_shape, "--input-shape", "C,H,W", low=1, high=MAX_INPUT_SIDE)
+    if shape is not None and shape[0] * shape[1] * shape[2] > MAX_INPUT_VALUES:
+        _fail(f"--input-shape: expected at most {MAX_INPUT_VALUES:,} values in C*H*W (one traced input), found {input_shape!r}")
+    pe = _int_tuple(pe_array, "--pe-array", "P_in,P_out", low=1, high=65536)
+    if not 1 <= num_classes <= 1_000_000:
+        _fail(f"--num-classes: expected an integer in [1, 1000000], found {num_classes}")
+    if bits is not None and not 1 <= bits <= 32:
+        _fail(f"--bits: expected an integer in [1, 32], found {bits}")
+    for option, value, allowed in (("--style", style, ("overlay", "dataflow")), ("--mult-impl", mult_impl, ("auto", "dsp", "lut"))):
+        if value not in allowed:
+            _fail(f"{option}: expected one of {', '.join(allowed)}, found {value!r}")
     try:
         dev = hw_cost.get_device(device)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
+    except (KeyError, ValueError, TypeError, OSError) as exc:
         _fail(f"--device: {exc}")
     if model_dir is not None:
         import supernets
@@ -225,16 +234,23 @@ def _space_options(items: list[str]) -> dict:
     return out
 
 
-def _int_tuple(text: str | None, option: str, form: str) -> tuple[int, ...] | None:
-    """``"3,32,32"`` -> ``(3, 32, 32)`` with as many integers as ``form`` names; bad input exits 2."""
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_VALUES = 2**24  # a larger input would make the traced forward pass allocate gigabytes
+
+
+def _int_tuple(text: str | None, option: str, form: str, low: int | None = None, high: int | None = None) -> tuple[int, ...] | None:
+    """``"3,32,32"`` -> ``(3, 32, 32)`` with as many integers as ``form`` names, each in
+    [low, high] when given; bad input exits 2."""
     if not text:
         return None
     try:
         values = tuple(int(x) for x in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != form.count(",") + 1:
-        _fail(f"{option}: expected {form} (integers), found {text!r}")
+    in_range = all((low is None or v >= low) and (high is None or v <= high) for v in values)
+    if len(values) != form.count(",") + 1 or not in_range:
+        bounds = f" in [{low}, {high}]" if low is not None and high is not None else ""
+        _fail(f"{option}: expected {form} (integers{bounds}), found {text!r}")
     return values
 
 

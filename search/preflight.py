@@ -86,13 +86,21 @@ def check_data(cfg) -> tuple[tuple[int, ...], int]:
 
 def check_sampler(cfg, space) -> Any:
     """Construct the sampler with ``strategy.options`` (Optuna checks its own arguments)."""
+    import optuna
+
+    from search.adapter import suggest_arch
     from search.strategies import make_sampler
 
     try:
-        return make_sampler(cfg, space)
+        sampler = make_sampler(cfg, space)
+        # Many samplers read their options only when asked: one ask on a throw-away in-memory
+        # study with a second instance (the real one's random state stays untouched).
+        probe = optuna.create_study(directions=cfg.directions, sampler=make_sampler(cfg, space))
+        suggest_arch(probe.ask(), space, cfg.fixed)
+        return sampler
     except ConfigError:
         raise
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("strategy.options", f"options accepted by strategy {cfg.strategy.name!r}", f"{cfg.strategy.options} ({detail[:300]})") from None
 

@@ -220,12 +220,17 @@ def _read_state(directory: Path, prefer: str) -> dict[str, Any]:
             raise ExportError(f"{st}: expected a safetensors file of the model's tensors, found unreadable data ({_first_line(exc)})") from None
     if pt.is_file():
         import pickle
+        import warnings
 
         try:
-            state = torch.load(pt, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
+                state = torch.load(pt, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError, OSError) as exc:
             # weights_only refuses anything but tensors and plain containers: a crafted pickle ends here
-            raise ExportError(f"{pt}: expected a state_dict readable with torch.load(weights_only=True), found {_first_line(exc)}") from None
+            lines = [x.strip() for x in str(exc).splitlines() if "Unsupported global" in x or "Unsupported operand" in x]
+            detail = f"{type(exc).__name__}: {lines[0][:200]}" if lines else _first_line(exc)
+            raise ExportError(f"{pt}: expected a state_dict readable with torch.load(weights_only=True), found what it refuses ({detail})") from None
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
             raise ExportError(f"{pt}: expected a state_dict (a dict of names to tensors), found {type(state).__name__}")
         return state
