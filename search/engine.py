@@ -139,8 +139,7 @@ class SearchEngine:
                 self.console.print(f"[yellow]study.journal: dropped a torn last line ({cut} bytes) left by an interrupted write[/]")
             run = prepared.run
             self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
-            self.parent_id = run["parent_run_id"]
-            self.tracker.attach_parent(self.parent_id)
+            self.parent_id = self.tracker.parent_id = run["parent_run_id"]
         else:
             (self.out / "config.yaml").write_text(dump_config(cfg))
             self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
@@ -154,7 +153,8 @@ class SearchEngine:
         storage = optuna.storages.JournalStorage(self.journal)
         self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=prepared.sampler,
                                          storage=storage, load_if_exists=resume)
-        if resume:
+        if resume:  # the journal replayed: only now is the parent run marked running again
+            self.tracker.attach_parent(self.parent_id)
             self._logged = self.tracker.child_runs()
             self._recover()
 

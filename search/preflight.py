@@ -205,12 +205,12 @@ def prepare(cfg, *, resume: bool, overwrite: bool = False) -> Prepared:
     from spaces import get_space
 
     check_values(cfg)
+    check_resources(cfg)
     check_out_dir(cfg, resume=resume, overwrite=overwrite)
     run, torn = check_resume_files(cfg) if resume else (None, 0)
     space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
     shape, classes = check_data(cfg)
     sampler = check_sampler(cfg, space)
-    check_resources(cfg)
     return Prepared(space, shape, classes, sampler, run, torn)
 
 

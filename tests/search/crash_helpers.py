@@ -31,6 +31,7 @@ def quick(model, *, datamodule, epochs, seed, reporter):
     import time
 
     acc = ACCURACY[seed % len(ACCURACY)]
+    _gate()
     pause = float(os.environ.get("ABACUS_TEST_SLEEP", "0"))
     for e in range(epochs):
         if pause:
@@ -41,6 +42,20 @@ def quick(model, *, datamodule, epochs, seed, reporter):
     _note_call(seed)
     _kill_at(seed)
     return {"val_accuracy": acc, "val_loss": 1.0 - acc, "epochs": epochs}
+
+
+def _gate() -> None:
+    """ABACUS_TEST_STARTED: a file touched when a training starts; ABACUS_TEST_HOLD: a file the
+    training waits for (up to 5 minutes), so a test acts while a trial is surely running."""
+    import time
+
+    started, hold = os.environ.get("ABACUS_TEST_STARTED"), os.environ.get("ABACUS_TEST_HOLD")
+    if started:
+        Path(started).touch()
+    if hold:
+        deadline = time.monotonic() + 300
+        while not Path(hold).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def broken(model, *, datamodule, epochs, seed, reporter):
