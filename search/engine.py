@@ -329,6 +329,14 @@ class SearchEngine:
             raise stop
         return summary
 
+    def _teaches_sampler(self, trial: optuna.trial.Trial) -> bool:
+        """An infeasible candidate goes to the sampler only when the sampler has our
+        ``constraints_func`` and a constraint value says it is infeasible (a design the cost
+        model finds unbuildable without violating a constraint is told FAIL, as before)."""
+        if not self.cfg.constraints or self.cfg.strategy.name not in CONSTRAINED_STRATEGIES:
+            return False
+        return any(v > 0 for v in trial.user_attrs.get("constraints") or [])
+
     def _charges_infeasible(self) -> bool:
         """Finite strategies enumerate points (the budget is the grid): each one is charged."""
         from search.config import FINITE_STRATEGIES
@@ -387,7 +395,7 @@ class SearchEngine:
                 call(self.scheduler, "finish", trial.number, o["values"][cfg.objective_names[0]])
         elif state == TrialState.PRUNED:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif state == TrialState.INFEASIBLE and self.cfg.strategy.name in CONSTRAINED_STRATEGIES:
+        elif state == TrialState.INFEASIBLE and self._teaches_sampler(trial):
             # told COMPLETE so the sampler's constraints_func sees it; these samplers rank an
             # infeasible trial by its violation only, never by these stand-in values
             self.study.tell(trial, [float(o["metrics"].get(n, 0.0)) for n in cfg.objective_names])

@@ -65,6 +65,9 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         import supernets
 
         torch.set_num_threads(max(1, int(spec.threads)))
+        # the initial weights follow the trial's seed, not whatever the process drew before
+        # (in the driver, the local executor shares its random state with set-up and costing)
+        torch.manual_seed(spec.seed)
         dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
         model = supernets.build(spec.space, spec.arch, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes))
 
