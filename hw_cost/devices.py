@@ -78,7 +78,7 @@ _FIELDS = {f.name for f in dataclasses.fields(DeviceProfile)}
 def profile_from_dict(d: Mapping[str, Any], source: str = "dict") -> DeviceProfile:
     """Build a profile from a mapping, with one-line errors for missing or unknown keys."""
     if not isinstance(d, Mapping):
-        raise TypeError(f"device profile from {source} must be a mapping, got {type(d).__name__}")
+        raise ValueError(f"device profile from {source} must be a mapping, got {type(d).__name__}")
     missing = [k for k in _REQUIRED if k not in d]
     if missing:
         raise ValueError(f"device profile from {source} is missing {missing}")
@@ -89,18 +89,21 @@ def profile_from_dict(d: Mapping[str, Any], source: str = "dict") -> DeviceProfi
     kw["unverified"] = tuple(kw.get("unverified") or ())
     kw.setdefault("source", source)
     for k in ("lut", "ff", "dsp", "bram36", "uram"):
-        kw[k] = int(kw[k])
+        if k in kw:
+            kw[k] = _number(kw[k], k, source, int)
     if kw.get("pe_array") is not None:
         pe = kw["pe_array"]
         if not isinstance(pe, (list, tuple)) or len(pe) != 2 or not all(isinstance(v, int) and v >= 1 for v in pe):
             raise ValueError(f"device profile from {source}: pe_array must be [P_in, P_out] of positive ints, got {pe!r}")
         kw["pe_array"] = (int(pe[0]), int(pe[1]))
     if "dw_window_taps" in kw:
-        kw["dw_window_taps"] = int(kw["dw_window_taps"])
+        kw["dw_window_taps"] = _number(kw["dw_window_taps"], "dw_window_taps", source, int)
     for k in ("clock_mhz", "ddr_bandwidth_gbps", "static_power_w", "e_ddr_pj_per_byte", "e_bram_pj_per_byte",
               "energy_scale", "util_cap", "dsp_cap", "layer_overhead_cycles"):
         if k in kw:
-            kw[k] = float(kw[k])
+            kw[k] = _number(kw[k], k, source, float)
+    if kw.get("clock_mhz", 1.0) <= 0:
+        raise ValueError(f"device profile from {source}: clock_mhz must be positive, got {kw['clock_mhz']}")
     prof = DeviceProfile(**kw)
     if not 0 < prof.util_cap <= 1 or not 0 < prof.dsp_cap <= 1:
         raise ValueError(f"device profile from {source}: util_cap and dsp_cap must be in (0, 1], got {prof.util_cap} and {prof.dsp_cap}")
@@ -112,9 +115,29 @@ def load_device_yaml(path: str | Path) -> DeviceProfile:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"device YAML '{path}' does not exist")
-    with p.open() as fh:
-        data = yaml.safe_load(fh)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"device YAML '{path}' is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ValueError(f"device YAML '{path}' is not valid YAML ({first})") from None
     return profile_from_dict(data, source=str(p))
+
+
+def _number(value: Any, key: str, source: str, kind: type) -> Any:
+    """``int``/``float`` of a profile field, finite and not negative; one line naming the key."""
+    import math
+
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"device profile from {source}: {key} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"device profile from {source}: {key} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 _REGISTRY: dict[str, DeviceProfile] = {}

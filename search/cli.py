@@ -27,10 +27,37 @@ def _user_errors():
     """Exceptions that mean bad input, not a bug."""
     from spaces import InvalidArchitectureError, UnknownNameError
 
+    from supernets.export import ExportError
+
     from search.errors import ConfigError
+    from search.journal import JournalError
+    from search.preflight import PreflightError
+    from search.runlock import RunLockedError
     from search.runs import RunLookupError
 
-    return (ConfigError, InvalidArchitectureError, UnknownNameError, RunLookupError)
+    return (ConfigError, InvalidArchitectureError, UnknownNameError, RunLookupError, PreflightError, RunLockedError, JournalError, ExportError)
+
+
+def _run_engine(cfg, *, resume: bool, overwrite: bool, progress: bool) -> dict:
+    """Run the search: bad input exits 2 (nothing written), a signal exits 130 with the resume
+    line, a systematic stop exits 1 with its reason; each as one line on stderr."""
+    from search.engine import SearchEngine
+    from search.failures import ConstraintsExhausted, SystematicFailure
+    from search.signals import SearchInterrupted
+
+    engine = SearchEngine(cfg, progress=progress)
+    try:
+        summary = engine.run(resume=resume, overwrite=overwrite)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    except SearchInterrupted as exc:
+        typer.echo(f"abacus: {exc}", err=True)
+        raise typer.Exit(code=130) from None
+    except (SystematicFailure, ConstraintsExhausted) as exc:
+        typer.echo(f"abacus: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    engine.print_front(summary)
+    return summary
 
 
 @app.command()
@@ -43,6 +70,7 @@ def search(
     executor: Optional[str] = typer.Option(None, "--executor", help="ray (default) or local (in-process, for debugging)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start again in a run directory an earlier search used (its files are removed)"),
 ) -> None:
     """Run a multi-objective architecture search described by CONFIG."""
     from search.config import load_config
@@ -52,11 +80,7 @@ def search(
                                            "executor": executor, "address": address})
     except _user_errors() as exc:
         _fail(str(exc))
-    from search.engine import SearchEngine
-
-    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
-    summary = engine.run()
-    engine.print_front(summary)
+    summary = _run_engine(cfg, resume=False, overwrite=overwrite, progress=not no_progress and sys.stderr.isatty())
     if summary["complete"] == 0:
         raise typer.Exit(code=1)
 
@@ -79,11 +103,7 @@ def resume(
         cfg = load_config(run_dir / "config.yaml", [], out=str(run_dir), executor=executor, address=address)
     except _user_errors() as exc:
         _fail(str(exc))
-    from search.engine import SearchEngine
-
-    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
-    summary = engine.run(resume=True)
-    engine.print_front(summary)
+    _run_engine(cfg, resume=True, overwrite=False, progress=not no_progress and sys.stderr.isatty())
 
 
 def _arxiv_ids(space) -> list[str]:
@@ -151,11 +171,20 @@ def cost(
     import hw_cost
     import spaces as sp
 
-    shape = _int_tuple(input_shape, "--input-shape", "C,H,W")
-    pe = _int_tuple(pe_array, "--pe-array", "P_in,P_out")
+    shape = _int_tuple(input_shape, "--input-shape", "C,H,W", low=1, high=MAX_INPUT_SIDE)
+    if shape is not None and shape[0] * shape[1] * shape[2] > MAX_INPUT_VALUES:
+        _fail(f"--input-shape: expected at most {MAX_INPUT_VALUES:,} values in C*H*W (one traced input), found {input_shape!r}")
+    pe = _int_tuple(pe_array, "--pe-array", "P_in,P_out", low=1, high=65536)
+    if not 1 <= num_classes <= 1_000_000:
+        _fail(f"--num-classes: expected an integer in [1, 1000000], found {num_classes}")
+    if bits is not None and not 1 <= bits <= 32:
+        _fail(f"--bits: expected an integer in [1, 32], found {bits}")
+    for option, value, allowed in (("--style", style, ("overlay", "dataflow")), ("--mult-impl", mult_impl, ("auto", "dsp", "lut"))):
+        if value not in allowed:
+            _fail(f"{option}: expected one of {', '.join(allowed)}, found {value!r}")
     try:
         dev = hw_cost.get_device(device)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
+    except (KeyError, ValueError, TypeError, OSError) as exc:
         _fail(f"--device: {exc}")
     if model_dir is not None:
         import supernets
@@ -217,16 +246,23 @@ def _space_options(items: list[str]) -> dict:
     return out
 
 
-def _int_tuple(text: str | None, option: str, form: str) -> tuple[int, ...] | None:
-    """``"3,32,32"`` -> ``(3, 32, 32)`` with as many integers as ``form`` names; bad input exits 2."""
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_VALUES = 2**24  # a larger input would make the traced forward pass allocate gigabytes
+
+
+def _int_tuple(text: str | None, option: str, form: str, low: int | None = None, high: int | None = None) -> tuple[int, ...] | None:
+    """``"3,32,32"`` -> ``(3, 32, 32)`` with as many integers as ``form`` names, each in
+    [low, high] when given; bad input exits 2."""
     if not text:
         return None
     try:
         values = tuple(int(x) for x in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != form.count(",") + 1:
-        _fail(f"{option}: expected {form} (integers), found {text!r}")
+    in_range = all((low is None or v >= low) and (high is None or v <= high) for v in values)
+    if len(values) != form.count(",") + 1 or not in_range:
+        bounds = f" in [{low}, {high}]" if low is not None and high is not None else ""
+        _fail(f"{option}: expected {form} (integers{bounds}), found {text!r}")
     return values
 
 

@@ -44,6 +44,8 @@ class Budget(_Strict):
     epochs: int = Field(5, ge=1)
     trial_timeout_s: float | None = Field(None, gt=0)
     max_retries: int = Field(2, ge=0)  # times Ray re-runs a trial whose worker process died
+    max_failures: int = Field(5, ge=0)  # consecutive failures with one reason that end the search (0: never)
+    max_infeasible: int = Field(500, ge=1)  # consecutive infeasible candidates before the constraints are declared empty
 
 
 class Scheduler(_Strict):
@@ -170,7 +172,9 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **cli: Any) 
         if not p.is_file():
             raise ConfigError("CONFIG", "an existing YAML file", str(p))
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, OSError) as exc:
+            raise ConfigError("CONFIG", "a readable UTF-8 YAML file", f"{p} ({type(exc).__name__})") from None
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
             raise ConfigError("CONFIG", "valid YAML", f"{p}: {first}") from None
@@ -183,7 +187,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **cli: Any) 
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError("--set", "key=value", item)
-        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+            raise ConfigError(f"--set {key.strip()}", "a YAML value", f"{value} ({first})") from None
+        _set_dotted(raw, key.strip(), parsed)
     for key, value in cli.items():
         if value is not None:
             _set_dotted(raw, key, value)

@@ -8,7 +8,6 @@ driver) -> constraints (violators are never trained) -> executor runs build+trai
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import sys
 from concurrent.futures import Future
@@ -25,6 +24,8 @@ from search.config import ExperimentConfig, dump_config
 from search.pareto import default_reference_point
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.tracking import Tracker, resolve_tracking_uri
+from search.states import TrialState
+from search.strategies import CONSTRAINED_STRATEGIES
 from search.worker import TrialResult, TrialSpec
 
 COST_KEYS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram", "lut_util", "ff_util",
@@ -37,7 +38,7 @@ class TrialRecord:
     number: int
     arch: dict[str, Any]
     arch_id: str
-    state: str
+    state: TrialState
     values: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
@@ -91,6 +92,20 @@ class CostModel:
             cost["uncosted_modules"] = float(len(report.uncosted))
         return cost, violations
 
+    def violation_amounts(self, cost: dict[str, float]) -> list[float]:
+        """Optuna's constraint values, one per constraint: <= 0 when satisfied, else how far off
+        relative to the bound (so a sampler with ``constraints_func`` learns the boundary)."""
+        out = []
+        for c in self.constraints:
+            ok, _ = c.check(cost, self.device)
+            bound = c.bound(self.device)
+            v = float(cost[c.field])
+            amount = (v - bound if c.op in ("<=", "<") else bound - v) / max(abs(bound), 1e-12)
+            if amount != amount:  # an unbuildable design has no latency/energy (NaN): violated by a unit
+                amount = 1.0
+            out.append(min(amount, 0.0) if ok else max(amount, 1e-9))
+        return out
+
 
 class SearchEngine:
     def __init__(self, cfg: ExperimentConfig, *, console=None, progress: bool = True) -> None:
@@ -113,62 +128,46 @@ class SearchEngine:
         self.oneshot = None  # search.oneshot.OneShot when the config has a ``oneshot`` block
 
     # -- set-up ----------------------------------------------------------------------------
-    def _setup(self, resume: bool):
-        """Everything before the first ask, with the slow parts at the same time: the MLflow store
-        and parent run, and the data module's shape (its import pulls in torch and Lightning), on
-        two threads, while this thread starts the executor (``ray.init``, worker warm-up) and the
-        study. The first trials are dispatched without waiting for MLflow (a fresh SQLite store
-        takes seconds to create): ``_tracking_ready`` waits for it at the first result.
-        Returns the executor."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from search.executors import make_executor
+    def _setup(self, resume: bool, prepared) -> None:
+        """After ``search.preflight.prepare`` passed: the directory (locked first), then the
+        config, the MLflow parent and run.json; on resume the journal is healed first."""
+        from search.preflight import open_run_dir
 
         cfg = self.cfg
+        self.space = prepared.space
+        self.input_shape, self.num_classes = prepared.input_shape, prepared.num_classes
+        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, prepared.task)
         self.out = cfg.out_dir
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if not resume:
-            self.out.mkdir(parents=True, exist_ok=True)
+        self.lock = open_run_dir(cfg, resume=resume, overwrite=self.overwrite)
+        if self.lock.took_over:
+            self.console.print(f"[yellow]took over the lock of a stopped search (pid {self.lock.took_over.get('pid', '?')})[/]")
+        if resume:
+            from search.journal import heal_journal
+
+            cut = heal_journal(self.out / "study.journal")
+            if cut:
+                self.console.print(f"[yellow]study.journal: dropped a torn last line ({cut} bytes) left by an interrupted write[/]")
+            run = prepared.run
+            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
+            self.parent_id = self.tracker.parent_id = run["parent_run_id"]
+        else:
             (self.out / "config.yaml").write_text(dump_config(cfg))
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup")
-        self._tracking = pool.submit(self._timed, "tracking_s", self._setup_tracking, resume)
-        shape = pool.submit(self._timed, "data_shape_s", self._data_shape)
-        pool.shutdown(wait=False)
-        # one-shot mode scores on its own executor (search.oneshot), started after the supernet
-        executor = self._timed("executor_s", make_executor, cfg) if cfg.oneshot is None else None
-        try:
-            self._timed("study_s", self._setup_search, resume, shape)
-            if resume:
-                self._tracking_ready()
-                self._logged = self.tracker.child_runs()
-                self._recover()
-        except BaseException:
-            if executor is not None:
-                executor.shutdown()
-            raise
-        return executor
-
-    def _tracking_ready(self) -> None:
-        """Wait (once) for the MLflow set-up started by ``_setup``; its errors surface here."""
-        if self._tracking is not None:
-            fut, self._tracking = self._tracking, None
-            fut.result()
-
-    def _setup_search(self, resume: bool, shape) -> None:
-        """The space, the study on its journal and the cost model (once the data's shape is known)."""
-        from spaces import get_space
-
+            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
+            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
+            self.tracker.log_artifact(self.out / "config.yaml")
+            write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
+                                                    "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
         from search.journal import BufferedJournalFileBackend
-        from search.strategies import make_sampler
 
-        cfg = self.cfg
-        self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
         self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
         storage = optuna.storages.JournalStorage(self.journal)
-        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=make_sampler(cfg, self.space),
+        self.study = optuna.create_study(study_name=cfg.name, directions=cfg.directions, sampler=prepared.sampler,
                                          storage=storage, load_if_exists=resume)
-        self.input_shape, self.num_classes, task = shape.result()
-        self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, task)
+        if resume:  # the journal replayed: only now is the parent run marked running again
+            self.tracker.attach_parent(self.parent_id)
+            self._logged = self.tracker.child_runs()
+            self._recover()
 
     def _timed(self, key: str, fn, *args):
         """Run a set-up part and keep its duration (``startup`` in the summary)."""
@@ -178,29 +177,12 @@ class SearchEngine:
         finally:
             self._startup[key] = round(time.perf_counter() - t0, 2)
 
-    def _data_shape(self) -> tuple[tuple[int, ...], int, dict | None]:
-        """Input shape, classes and the data's builder keywords (``builder_kwargs``, e.g. the SR scale)."""
-        import evaluators
-
-        ev = self.cfg.evaluator
-        dm = evaluators.get_datamodule(ev.data, seed=self.cfg.seed, batch_size=ev.batch_size, **ev.data_kwargs)
-        builder_kwargs = getattr(dm, "builder_kwargs", None)
-        task = builder_kwargs() if callable(builder_kwargs) else None
-        return tuple(int(x) for x in dm.input_shape), int(dm.num_classes), task
-
-    def _setup_tracking(self, resume: bool) -> None:
-        cfg = self.cfg
-        if resume:
-            run = json.loads((self.out / RUN_FILE).read_text())
-            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
-            self.parent_id = run["parent_run_id"]
-            self.tracker.attach_parent(self.parent_id)
-        else:
-            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
-            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
-            self.tracker.log_artifact(self.out / "config.yaml")
-            write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
-                                                    "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
+    def _tracking_ready(self) -> None:
+        """Wait (once) for an MLflow set-up still running in the background; its errors surface here.
+        (The set-up is sequential after the pre-flight checks, so this is usually a no-op.)"""
+        if self._tracking is not None:
+            fut, self._tracking = self._tracking, None
+            fut.result()
 
     def _recover(self) -> None:
         """Rebuild the records from the journal after a crash.
@@ -221,7 +203,7 @@ class SearchEngine:
                 if "outcome" in attrs:
                     self._commit(trial, attrs["outcome"])
                 elif "requeued_from" in attrs:
-                    o = self._outcome(attrs.get("arch", {}), attrs.get("arch_id", ""), {}, TrialResult(ft.number, "fail", reason="interrupted twice (driver stopped while it ran, also after a re-queue)"))
+                    o = self._outcome(attrs.get("arch", {}), attrs.get("arch_id", ""), {}, TrialResult(ft.number, TrialState.FAIL, reason="interrupted twice (driver stopped while it ran, also after a re-queue)"))
                     trial.set_user_attr("outcome", o)
                     self._commit(trial, o)
                 else:
@@ -238,7 +220,7 @@ class SearchEngine:
                     self.tracker.batch.known_run(ft.number, rid)
                 else:  # lost with the crash
                     rid = self._log_child(ft.number, o, entered)
-                self._record(TrialRecord(ft.number, o["arch"], o["arch_id"], o["state"], o["values"], o["metrics"], o["reason"], rid))
+                self._record(TrialRecord(ft.number, o["arch"], o["arch_id"], TrialState(o["state"]), o["values"], o["metrics"], o["reason"], rid))
         for number in self._completed:  # the membership as rebuilt, on every complete run
             self.tracker.batch.set_pareto(number, number in self.archive)
         ref = self._fixed_reference()
@@ -246,9 +228,12 @@ class SearchEngine:
             self._live_hv = self.archive.hypervolume(ref)
 
     def _counted(self) -> int:
-        """Trials that count against the budget: every asked trial except interrupted ones."""
+        """Trials that count against the budget: every asked trial except interrupted ones and
+        (unless the strategy enumerates a grid) infeasible ones, which were never trained."""
+        charge_infeasible = self._charges_infeasible()
         return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state != optuna.trial.TrialState.WAITING and not t.user_attrs.get("interrupted"))
+                   if t.state != optuna.trial.TrialState.WAITING and not t.user_attrs.get("interrupted")
+                   and (charge_infeasible or (t.user_attrs.get("outcome") or {}).get("state") != TrialState.INFEASIBLE))
 
     def _spec(self, number: int, arch: dict[str, Any], cost: dict[str, float]) -> TrialSpec:
         ev = self.cfg.evaluator
@@ -274,23 +259,60 @@ class SearchEngine:
         return ray.remote(num_cpus=0)(SchedulerBox).remote(self.cfg)
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        from search.adapter import suggest_arch
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Check everything (nothing written), join the executor, then lock and open the run
+        directory and search. Ctrl-C/SIGTERM end it as KILLED with the journal flushed
+        (``SearchInterrupted``); ``budget.max_failures``/``max_infeasible`` end it as FAILED
+        (``SystematicFailure``/``ConstraintsExhausted``), both after the summary is written.
+        With a ``oneshot`` block the supernet is trained (or reused) first and candidates are
+        scored on its executor (``search.oneshot``)."""
+        from search.executors import make_executor
+        from search.preflight import prepare
+        from search.signals import stop_on_signals
 
         started = time.perf_counter()
-        executor = self._setup(resume)
-        cfg = self.cfg
-        if cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
-            from search.oneshot import OneShot
+        self.overwrite = overwrite
+        executor = None
+        with stop_on_signals() as seen:
+            try:
+                prepared = self._timed("checks_s", lambda: prepare(self.cfg, resume=resume, overwrite=overwrite))
+                if self.cfg.oneshot is None:
+                    executor = self._timed("executor_s", make_executor, self.cfg)
+            except KeyboardInterrupt:
+                raise SystemExit(130) from None  # nothing was written yet: nothing to resume
+            try:
+                self._timed("setup_s", self._setup, resume, prepared)
+                if self.cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
+                    from search.oneshot import OneShot
 
-            self._tracking_ready()  # the supernet's own MLflow run needs the parent
-            self.oneshot = OneShot(self)
-            executor = self.oneshot.start(resume)
+                    self.oneshot = OneShot(self)
+                    executor = self.oneshot.start(resume)
+            except BaseException:
+                if executor is not None:
+                    executor.shutdown()
+                if getattr(self, "lock", None) is not None:
+                    self.lock.release()
+                raise
+            try:
+                return self._search(executor, started, seen)
+            finally:
+                self.lock.release()
+
+    def _search(self, executor, started: float, seen: dict[str, str]) -> dict[str, Any]:
+        from search.adapter import suggest_arch
+        from search.failures import ConstraintsExhausted, FailureStreak, SystematicFailure
+        from search.signals import SearchInterrupted
+
+        cfg = self.cfg
         self.scheduler = self._make_scheduler()
+        self._restore_scheduler()
+        self.failures = FailureStreak(cfg.budget.max_failures)
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = self._counted()
-        progress, task = self._progress(done=len(self.records))
-        status = "FAILED"
+        infeasible_run = 0
+        progress, task = self._progress(done=asked)
+        self.status = "FAILED"
+        stop: BaseException | None = None
         try:
             while asked < cfg.budget.trials or executor.in_flight:
                 while asked < cfg.budget.trials and executor.in_flight < getattr(executor, "capacity", cfg.workers):
@@ -303,13 +325,22 @@ class SearchEngine:
                     try:
                         cost, violations = self.cost_model(arch)
                     except Exception as exc:  # a cost-model failure is this candidate's failure
-                        self._finish(trial, arch, aid, {}, TrialResult(trial.number, "fail", reason=f"cost model: {type(exc).__name__}: {exc}"))
+                        self._finish(trial, arch, aid, {}, TrialResult(trial.number, TrialState.FAIL, reason=f"cost model: {type(exc).__name__}: {exc}"))
                         self._advance(progress, task)
                         continue
+                    if self.cost_model.constraints:
+                        trial.set_user_attr("constraints", self.cost_model.violation_amounts(cost))
                     if violations:
-                        self._finish(trial, arch, aid, cost, TrialResult(trial.number, "infeasible", reason="; ".join(violations)))
-                        self._advance(progress, task)
+                        self._finish(trial, arch, aid, cost, TrialResult(trial.number, TrialState.INFEASIBLE, reason="; ".join(violations)))
+                        if self._charges_infeasible():
+                            self._advance(progress, task)
+                        else:  # never trained: not charged to the trial budget
+                            asked -= 1
+                            infeasible_run += 1
+                            if infeasible_run >= cfg.budget.max_infeasible:
+                                raise ConstraintsExhausted(infeasible_run, violations[0])
                         continue
+                    infeasible_run = 0
                     pending[trial.number] = (trial, arch, aid, cost)
                     self.journal.flush()  # the running trial is on disk: a crash from here re-queues it
                     executor.submit(self._spec(trial.number, arch, cost))
@@ -322,16 +353,44 @@ class SearchEngine:
                     self._advance(progress, task)
             if cfg.retrain is not None:
                 self.retrained = self._retrain(self.oneshot.retrain_executor() if self.oneshot else executor)
-            status = "FINISHED"
+            self.status = "FINISHED"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through search.signals
+            seen.setdefault("name", "SIGINT" if type(exc) is KeyboardInterrupt else str(exc) or "a signal")
+            self.status, stop = "KILLED", exc
+        except SystemExit as exc:  # Lightning ends a trial's fit this way after a Ctrl-C
+            if not seen and exc.code in (0, None):
+                raise
+            seen.setdefault("name", "SIGINT")
+            self.status, stop = "KILLED", exc
+        except (SystematicFailure, ConstraintsExhausted) as exc:
+            self.status, stop = "FAILED", exc
         finally:
             self.journal.flush()
             executor.shutdown()
             if progress is not None:
                 progress.stop()
             summary = self._conclude(time.perf_counter() - started)
-            self.tracker.finish_parent(status)
+            self.tracker.finish_parent(self.status)
             self.tracker.close()
+        if self.status == "KILLED":
+            raise SearchInterrupted(str(self.out), seen.get("name", "a signal")) from None
+        if stop is not None:
+            raise stop
         return summary
+
+    def _teaches_sampler(self, trial: optuna.trial.Trial) -> bool:
+        """An infeasible candidate goes to the sampler only when the sampler has our
+        ``constraints_func`` and a constraint value says it is infeasible (a design the cost
+        model finds unbuildable without violating a constraint is told FAIL, as before)."""
+        if not self.cfg.constraints or self.cfg.strategy.name not in CONSTRAINED_STRATEGIES:
+            return False
+        return any(v > 0 for v in trial.user_attrs.get("constraints") or [])
+
+    def _charges_infeasible(self) -> bool:
+        """Finite strategies enumerate points (the budget is the grid): each one is charged."""
+        from search.config import FINITE_STRATEGIES
+
+        return self.cfg.strategy.name in FINITE_STRATEGIES
 
     def _outcome(self, arch: dict, aid: str, cost: dict, result: TrialResult) -> dict[str, Any]:
         """Everything about a finished trial, as JSON, kept in the journal before anything else
@@ -340,22 +399,22 @@ class SearchEngine:
         metrics = {**result.metrics, **cost, **result.cost}
         state, reason = result.state, result.reason
         values: dict[str, float] = {}
-        if state == "complete":
+        if state == TrialState.COMPLETE:
             missing = [n for n in cfg.objective_names if n not in metrics]
             if missing:
-                state, reason = "fail", f"objective(s) not produced: {', '.join(missing)}"
+                state, reason = TrialState.FAIL, f"objective(s) not produced: {', '.join(missing)}"
             else:
                 values = {n: float(metrics[n]) for n in cfg.objective_names}
                 if any(v != v for v in values.values()):
-                    state, reason = "fail", "NaN objective value"
+                    state, reason = TrialState.FAIL, "NaN objective value"
         tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static"}
         if result.score_source:
             tags["score_source"] = result.score_source
-        if state == "pruned":
+        if state == TrialState.PRUNED:
             tags["pruned_at_epoch"] = str(int(result.metrics.get("epochs", len(result.history))))
         if metrics:
             metrics["worker_time_s"] = result.worker_time_s
-        return {"arch": arch, "arch_id": aid, "state": state, "values": values, "reason": reason[:2000],
+        return {"arch": arch, "arch_id": aid, "state": TrialState(state), "values": values, "reason": reason[:2000],
                 "metrics": {k: v for k, v in metrics.items() if v == v}, "history": result.history, "tags": tags,
                 "number": result.number}
 
@@ -368,8 +427,9 @@ class SearchEngine:
             unpack_trial_artifacts(result.artifacts, self.out / "trials" / str(trial.number))
         trial.set_user_attr("outcome", outcome)  # on disk with the tell, before anything else is written
         self._commit(trial, outcome)
-        if outcome["state"] == "fail" and outcome["reason"]:
+        if outcome["state"] == TrialState.FAIL and outcome["reason"]:
             self.console.print(f"[yellow]trial {trial.number} failed:[/] {outcome['reason'].splitlines()[0][:200]}")
+        self.failures.record(outcome["state"], outcome["reason"])
 
     def _archive_add(self, number: int, o: dict[str, Any]) -> bool | None:
         """Front upkeep for a told trial: O(front). None for a trial that is not complete; else
@@ -387,15 +447,19 @@ class SearchEngine:
         child run (unless one was logged before a crash) and the record."""
         cfg = self.cfg
         entered = self._archive_add(trial.number, o)
-        state = o["state"]
-        if state == "complete":
+        state = TrialState(o["state"])
+        if state == TrialState.COMPLETE:
             self.study.tell(trial, [o["values"][n] for n in cfg.objective_names])
             if self.scheduler is not None:
                 from search.schedulers import call
 
                 call(self.scheduler, "finish", trial.number, o["values"][cfg.objective_names[0]])
-        elif state == "pruned":
+        elif state == TrialState.PRUNED:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif state == TrialState.INFEASIBLE and self._teaches_sampler(trial):
+            # told COMPLETE so the sampler's constraints_func sees it; these samplers rank an
+            # infeasible trial by its violation only, never by these stand-in values
+            self.study.tell(trial, [float(o["metrics"].get(n, 0.0)) for n in cfg.objective_names])
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self.journal.flush()  # one fsync: the outcome and the tell; a crash before it re-queues the trial
@@ -407,7 +471,7 @@ class SearchEngine:
         else:
             rid = self._log_child(trial.number, o, entered)
         self._record(TrialRecord(trial.number, o["arch"], o["arch_id"], state, o["values"], o["metrics"], o["reason"], rid))
-        if state == "complete":
+        if state == TrialState.COMPLETE:
             ref = self._fixed_reference()
             if ref is not None:  # live curve when the reference point is known up front
                 if entered:  # the volume changes only when the front does
@@ -423,19 +487,32 @@ class SearchEngine:
 
     def _retrain(self, executor) -> list[dict[str, Any]]:
         """Train each front member again from scratch with the ``retrain`` budget (new seed, no
-        early stopping) on the same executor; each becomes a ``retrain`` child run."""
+        early stopping) on the same executor; each becomes a ``retrain`` child run. Each outcome
+        is journaled (a study attribute ``retrain.<trial>``) before its run is logged, so a
+        resume after a crash never trains a member twice and logs each run once."""
         import dataclasses
 
         rt = self.cfg.retrain
         front, _, _ = self._front()
+        logged = self.tracker.child_runs("retrain")
+        journaled = self.study.user_attrs
         specs = {}
+        out = []
+
+        def row(rec: TrialRecord, o: dict[str, Any], rid) -> dict[str, Any]:
+            return {"trial": rec.number, "arch_id": rec.arch_id, "state": o["state"], "values": o["values"],
+                    "search_values": rec.values, "run_id": rid, "reason": o["reason"]}
+
         for rec in front:
+            o = journaled.get(f"retrain.{rec.number}")
+            if o is not None:  # retrained before the crash
+                out.append(row(rec, o, logged.get(rec.number) or self.tracker.submit(self._log_retrain, rec.number, o)))
+                continue
             cost = {k: v for k, v in rec.metrics.items() if k in COST_KEYS}
             spec = dataclasses.replace(self._spec(rec.number, rec.arch, cost), epochs=rt.epochs, scheduler=None,
                                        seed=self.cfg.seed + rt.seed_offset + rec.number, lr=rt.lr or self.cfg.evaluator.lr)
             specs[rec.number] = (rec, cost)
             executor.submit(spec)
-        out = []
         while executor.in_flight:
             result = executor.wait_one()
             rec, cost = specs[result.number]
@@ -445,17 +522,31 @@ class SearchEngine:
                 from search.export import unpack_trial_artifacts
 
                 unpack_trial_artifacts(result.artifacts, self.out / "retrain" / str(rec.number))
-            fut = self.tracker.submit(self._log_retrain, rec.number, o)
-            out.append({"trial": rec.number, "arch_id": rec.arch_id, "state": o["state"], "values": o["values"],
-                        "search_values": rec.values, "run_id": fut, "reason": o["reason"]})
+            self.study.set_user_attr(f"retrain.{rec.number}", o)
+            self.journal.flush()  # the outcome is on disk before its run is written
+            out.append(row(rec, o, self.tracker.submit(self._log_retrain, rec.number, o)))
         return sorted(out, key=lambda r: r["trial"])
 
+    def _restore_scheduler(self) -> None:
+        """On resume: the early-stopping rungs as they were, rebuilt from the journaled per-epoch
+        histories of finished trials (in trial order), so promotions continue as if never stopped."""
+        if self.scheduler is None:
+            return
+        from search.schedulers import call, rung_values
+
+        names = self.cfg.objective_names
+        for ft in sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number):
+            o = ft.user_attrs.get("outcome")
+            if not o or o.get("state") not in (TrialState.COMPLETE, TrialState.PRUNED) or not o.get("history"):
+                continue
+            static = {k: v for k, v in o.get("metrics", {}).items() if k in COST_KEYS}
+            value = o["values"].get(names[0]) if o["state"] == TrialState.COMPLETE else None
+            call(self.scheduler, "restore", o.get("number", ft.number), rung_values(names, static, o["history"]),
+                 o["state"] == TrialState.PRUNED, value)
+
     def _log_retrain(self, number: int, o: dict[str, Any]) -> str:
-        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain")
-        d = self.out / "retrain" / str(number)
-        if d.is_dir():
-            self.tracker.client.log_artifacts(rid, str(d))
-        return rid
+        return self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain",
+                                      artifact_dir=self.out / "retrain" / str(number))
 
     def _log_child(self, number: int, o: dict[str, Any], on_front: bool | None) -> Future:
         """Queue the child run (written in a batch; a Future of its run id), with the trial's
@@ -500,11 +591,12 @@ class SearchEngine:
     def _counts(self) -> dict[str, int]:
         """Kept as records arrive (the progress line asks after every trial: no O(n) scan)."""
         t = self._tally
-        return {"complete": t["complete"], "failed": t["fail"], "pruned": t["pruned"], "infeasible": t["infeasible"]}
+        return {"complete": t[TrialState.COMPLETE], "failed": t[TrialState.FAIL], "pruned": t[TrialState.PRUNED],
+                "infeasible": t[TrialState.INFEASIBLE]}
 
     def _front(self) -> tuple[list[TrialRecord], np.ndarray, list[TrialRecord]]:
         """(front records, values of all complete trials, complete records), by trial number."""
-        complete = sorted((r for r in self.records.values() if r.state == "complete"), key=lambda r: r.number)
+        complete = sorted((r for r in self.records.values() if r.state == TrialState.COMPLETE), key=lambda r: r.number)
         if not complete:
             return [], np.zeros((0, len(self.cfg.objectives))), []
         values = np.array([[r.values[n] for n in self.cfg.objective_names] for r in complete])
@@ -531,12 +623,15 @@ class SearchEngine:
                 if n in cfg.reference_point:
                     ref[i] = cfg.reference_point[n]
             hv = self.archive.hypervolume(ref)  # the final front only
-            if self._fixed_reference() is None:
+            if self._fixed_reference() is None and getattr(self, "status", "FINISHED") == "FINISHED":
                 # The hypervolume as it grew, on the final reference point (step = trial number),
-                # replayed from the archive's changes: one volume per front change.
+                # replayed from the archive's changes (one volume per front change), logged once,
+                # when the search is over (a resumed search adds no second curve).
+                logged = self.tracker.metric_steps("hypervolume")
                 by_number = {r.number: [r.values[n] for n in names] for r in complete}
                 for step, value in hypervolume_curve(self._completed, self.archive.changes, by_number, dirs, ref):
-                    self.tracker.batch.log_parent_metric("hypervolume", value, step)  # in one batch
+                    if step not in logged:
+                        self.tracker.batch.log_parent_metric("hypervolume", value, step)  # in one batch
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         counts = self._counts()
@@ -556,7 +651,7 @@ class SearchEngine:
             "tracking_wait_s": round(tracking_wait, 3),  # the wait for queued MLflow writes at the end
             **self._start_figures(),
             "retrained": self.retrained,
-            "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
+            "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != TrialState.COMPLETE],
         }
         if complete:
             on_front = np.array([r.number in self.archive for r in complete])

@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any
 
+from search.states import TrialState
 from search.worker import TrialResult, TrialSpec, run_trial, warm_up
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
@@ -61,6 +62,14 @@ class RayExecutor:
             self._owns_ray = True
         else:
             self._owns_ray = False
+        if address:  # a cluster we joined: one trial's request must fit on some node, or it waits forever
+            from search.preflight import check_cluster
+
+            try:
+                check_cluster(cpus_per_trial, gpus_per_trial, ray)
+            except Exception:
+                self.shutdown()
+                raise
         self._remote = ray.remote(run_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries)
         self._timeout = trial_timeout_s
         self._pending: dict[Any, tuple[TrialSpec, float]] = {}
@@ -91,13 +100,13 @@ class RayExecutor:
                 try:
                     return ray.get(ref)
                 except Exception as exc:  # the task itself died (worker killed, retries exhausted)
-                    return TrialResult(spec.number, "fail", reason=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                    return TrialResult(spec.number, TrialState.FAIL, reason=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             now = time.monotonic()
             for ref, (spec, started) in list(self._pending.items()):
                 if now - started >= self._timeout:
                     ray.cancel(ref, force=True)
                     del self._pending[ref]
-                    return TrialResult(spec.number, "fail", reason=f"timeout: ran longer than budget.trial_timeout_s={self._timeout:g}")
+                    return TrialResult(spec.number, TrialState.FAIL, reason=f"timeout: ran longer than budget.trial_timeout_s={self._timeout:g}")
 
     def shutdown(self) -> None:
         for ref in list(self._pending):

@@ -12,6 +12,9 @@ replay is unchanged.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Iterable
 
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
@@ -39,3 +42,56 @@ class BufferedJournalFileBackend(BaseJournalBackend):
             self._file.append_logs(self._buffer)
             self._flushed += len(self._buffer)
             self._buffer = []
+
+
+class JournalError(ValueError):
+    """A journal that cannot be resumed from: one line naming the file and the line."""
+
+
+def scan_journal(path: str | Path, study_name: str | None = None, n_objectives: int | None = None) -> int:
+    """Check a study journal before resuming from it; return the byte length of a torn last line
+    (a write cut short by a crash: no newline at its end), 0 when there is none.
+
+    Any other line that is not a JSON record is an error naming the file and line number: Optuna
+    skips a bad *last* line but appends after it, so a torn line left in place becomes a corrupt
+    line in the middle on the next run, and that run cannot be resumed at all.
+    """
+    from optuna.storages.journal._storage import JournalOperation
+
+    p = Path(path)
+    data = p.read_bytes()
+    torn = 0
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        torn = len(data) - cut
+        data = data[:cut]
+    found_study = False
+    for lineno, line in enumerate(data.splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise JournalError(f"{p}: line {lineno}: expected a JSON journal record, found {line[:60]!r}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+            raise JournalError(f"{p}: line {lineno}: expected a JSON object with an op_code, found {line[:60]!r}")
+        if record["op_code"] == JournalOperation.CREATE_STUDY and record.get("study_name") == study_name:
+            found_study = True
+            if n_objectives is not None and len(record.get("directions") or []) != n_objectives:
+                raise JournalError(f"{p}: line {lineno}: expected study {study_name!r} with {n_objectives} objective(s), "
+                                   f"found {len(record.get('directions') or [])}")
+    if study_name is not None and not found_study:
+        raise JournalError(f"{p}: expected the study {study_name!r} (the config's name), found no such study")
+    return torn
+
+
+def heal_journal(path: str | Path) -> int:
+    """Cut a torn last line off the journal (after ``scan_journal`` passed); returns bytes removed."""
+    p = Path(path)
+    data = p.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    cut = data.rfind(b"\n") + 1
+    with open(p, "r+b") as fh:
+        fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(data) - cut

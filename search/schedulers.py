@@ -33,6 +33,21 @@ def rung_epochs(min_epochs: int, reduction_factor: int, max_epochs: int) -> list
     return rungs
 
 
+def rung_values(objectives: Sequence[str], static: dict[str, float], history: Sequence[dict[str, float]]) -> list[tuple[int, list[float]]]:
+    """(finished epochs, objective values) after each epoch of ``history``, as a worker reports
+    them: the per-epoch metrics, the running best of every ``best_<metric>`` objective (the
+    task's primary metric: ``val_accuracy``, ``val_psnr``, ...) and the static cost.
+    The worker and the resume (which rebuilds the rungs from the journal) both use this."""
+    bests = {name: name[len("best_"):] for name in objectives if name.startswith("best_")}
+    out, best = [], {name: float("-inf") for name in bests}
+    for i, row in enumerate(history):
+        for name, metric in bests.items():
+            best[name] = max(best[name], float(row.get(metric, float("-inf"))))
+        known = {**static, **row, **best}
+        out.append((int(row.get("epoch", i)) + 1, [float(known.get(name, float("nan"))) for name in objectives]))
+    return out
+
+
 class MOASHA:
     def __init__(self, directions: Sequence[str], max_epochs: int, min_epochs: int = 1, reduction_factor: int = 3,
                  tie_break: str = "crowding") -> None:
@@ -65,6 +80,15 @@ class MOASHA:
 
     def finish(self, trial: int, value: float) -> None:
         """Nothing to do: a finished trial's rung records already count."""
+
+    def restore(self, trial: int, reports: Sequence[tuple[int, Sequence[float]]], stopped: bool, value: float | None) -> None:
+        """Put a journaled trial's reports back in the rungs, without deciding anything again
+        (on resume, so the next arrivals are compared with everything recorded before)."""
+        for epoch, values in reports:
+            if epoch in self.records and not any(v != v for v in values):
+                self.records[epoch][trial] = [float(v) for v in values]
+        if stopped and reports:
+            self.stopped[trial] = reports[-1][0]
 
     def state(self) -> dict[str, Any]:
         return {"rungs": self.rungs, "records": {r: dict(v) for r, v in self.records.items()}, "stopped": dict(self.stopped)}
@@ -99,6 +123,19 @@ class OptunaPrunerScheduler:
 
     def state(self) -> dict[str, Any]:
         return {"stopped": dict(self.stopped)}
+
+    def restore(self, trial: int, reports: Sequence[tuple[int, Sequence[float]]], stopped: bool, value: float | None) -> None:
+        """Replay a journaled trial into the mirror study (reports, then pruned or its value)."""
+        import optuna
+
+        t = self.trials[trial] = self.study.ask()
+        for epoch, values in reports:
+            t.report(float(values[0]), step=epoch)
+        if stopped:
+            self.stopped[trial] = reports[-1][0] if reports else 0
+            self.study.tell(t, state=optuna.trial.TrialState.PRUNED)
+        elif value is not None:
+            self.study.tell(t, float(value))
 
 
 PRUNERS = ("median", "sha", "hyperband", "percentile")
@@ -136,6 +173,9 @@ class SchedulerBox:
 
     def state(self) -> dict[str, Any]:
         return self.scheduler.state()
+
+    def restore(self, trial: int, reports: Sequence[tuple[int, Sequence[float]]], stopped: bool, value: float | None) -> None:
+        self.scheduler.restore(trial, reports, stopped, value)
 
 
 def call(scheduler: Any, method: str, *args: Any) -> Any:

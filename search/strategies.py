@@ -21,10 +21,26 @@ def register_strategy(name: str) -> Callable:
     return STRATEGIES.decorator(name)
 
 
+# Samplers whose ``constraints_func`` ranks an infeasible trial by its violation alone: the engine
+# tells them infeasible candidates (with their violation amounts) so they learn the boundary.
+CONSTRAINED_STRATEGIES = ("tpe", "nsga2", "nsga3")
+
+
+def constraint_values(count: int, trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna ``constraints_func``: the violation amounts the engine stored (<= 0 satisfied)."""
+    values = trial.user_attrs.get("constraints")
+    return [float(v) for v in values] if isinstance(values, list) and len(values) == count else [0.0] * count
+
+
 def make_sampler(cfg: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    import functools
+
     factory = STRATEGIES.get(cfg.strategy.name)
+    options = dict(cfg.strategy.options)
+    if cfg.constraints and cfg.strategy.name in CONSTRAINED_STRATEGIES:
+        options.setdefault("constraints_func", functools.partial(constraint_values, len(cfg.constraints)))
     try:
-        return factory(cfg, space, dict(cfg.strategy.options), cfg.seed)
+        return factory(cfg, space, options, cfg.seed)
     except TypeError as exc:
         from search.errors import ConfigError
 

@@ -23,6 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
+from search.states import TrialState
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 # No network at run time: MLflow 3's usage telemetry posts to a remote endpoint (and its exit
@@ -117,9 +119,11 @@ class Tracker:
 
     # -- children --------------------------------------------------------------------------
     def log_trial(self, number: int, arch: Mapping[str, Any], tags: Mapping[str, str], metrics: Mapping[str, float],
-                  history: list[Mapping[str, float]], state: str, reason: str = "", role: str = "trial") -> str:
+                  history: list[Mapping[str, float]], state: str, reason: str = "", role: str = "trial",
+                  artifact_dir: str | Path | None = None) -> str:
         """A child run: ``role="trial"`` for a search trial (tag ``trial_number``), ``"retrain"`` for
-        a front member trained again from scratch (tag ``retrain_of``)."""
+        a front member trained again from scratch (tag ``retrain_of``). The run is terminated
+        last, after its artifacts: a run still RUNNING in the store is one a crash cut short."""
         number_tag = "trial_number" if role == "trial" else "retrain_of"
         run = self.client.create_run(
             self.experiment_id,
@@ -133,16 +137,35 @@ class Tracker:
         now = int(time.time() * 1000)
         curve = [Metric(k, float(v), now, int(row["epoch"])) for row in history for k, v in row.items() if k != "epoch" and v == v]
         self._log(rid, params=arch, metrics=metrics, extra_metrics=curve)
-        self.client.set_terminated(rid, status="FINISHED" if state == "complete" else "FAILED" if state == "fail" else "KILLED")
+        if artifact_dir is not None and Path(artifact_dir).is_dir():
+            self.client.log_artifacts(rid, str(artifact_dir))
+        self.client.set_terminated(rid, status=TrialState(state).mlflow_status)
         return rid
 
     def set_tag(self, run_id: str | Future, key: str, value: str) -> None:
         self.client.set_tag(run_id.result() if isinstance(run_id, Future) else run_id, key, value)
 
-    def child_runs(self) -> dict[int, str]:
-        """trial number -> run id of the child runs already in the store (for resume)."""
+    def child_runs(self, role: str = "trial") -> dict[int, str]:
+        """trial number -> run id of the complete child runs of ``role`` already in the store (for
+        resume). A child run still RUNNING was cut short by a crash (its params, metrics or
+        weights may be missing): it is deleted here, and the caller logs it again, whole, from
+        the journal, so no trial ends up with two runs or a hollow one."""
+        number_tag = "trial_number" if role == "trial" else "retrain_of"
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'", max_results=50_000)
-        return {int(r.data.tags["trial_number"]): r.info.run_id for r in runs if "trial_number" in r.data.tags}
+        found: dict[int, str] = {}
+        for r in runs:
+            tags = r.data.tags
+            if number_tag not in tags or tags.get("abacus.role", "trial") != role:
+                continue
+            if r.info.status == "RUNNING":
+                self.client.delete_run(r.info.run_id)
+                continue
+            found[int(tags[number_tag])] = r.info.run_id
+        return found
+
+    def metric_steps(self, key: str) -> set[int]:
+        """Steps of a parent-run metric already in the store (so a resume does not log them twice)."""
+        return {m.step for m in self.client.get_metric_history(self.parent_id, key)}
 
     def _log(self, run_id: str | None, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
              step: int = 0, extra_metrics: list | None = None) -> None:

@@ -13,6 +13,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from search.states import TrialState
+
 
 @dataclass
 class TrialSpec:
@@ -42,7 +44,7 @@ class TrialSpec:
 @dataclass
 class TrialResult:
     number: int
-    state: str  # "complete" | "fail" | "pruned"
+    state: TrialState  # COMPLETE, FAIL or PRUNED (INFEASIBLE is decided in the driver)
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     reason: str = ""
@@ -71,25 +73,23 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         import supernets
 
         torch.set_num_threads(max(1, int(spec.threads)))
+        # the initial weights follow the trial's seed, not whatever the process drew before
+        # (in the driver, the local executor shares its random state with set-up and costing)
+        torch.manual_seed(spec.seed)
         dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
         task = dm.builder_kwargs() if callable(getattr(dm, "builder_kwargs", None)) else {
             "input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)}
         model = supernets.build(spec.space, spec.arch, **task)
-        primary = evaluators.get_task(getattr(dm, "task", "classification")).primary
-
-        best = {primary: float("-inf")}
 
         def reporter(epoch: int, metrics: dict[str, float]) -> bool:
             row = {k: float(v) for k, v in metrics.items()}
             history.append({"epoch": float(epoch), **row})
             if spec.scheduler is None:
                 return False
-            best[primary] = max(best[primary], row.get(primary, float("-inf")))
-            known = {**spec.static_metrics, **row, f"best_{primary}": best[primary]}
-            values = [known.get(name, float("nan")) for name in spec.objectives]
-            from search.schedulers import call
+            from search.schedulers import call, rung_values
 
-            return bool(call(spec.scheduler, "report", spec.number, epoch + 1, values))
+            finished, values = rung_values(spec.objectives, spec.static_metrics, history)[-1]
+            return bool(call(spec.scheduler, "report", spec.number, finished, values))
 
         if spec.evaluate_fn:
             from spaces import resolve
@@ -110,15 +110,15 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
             artifacts = pack_trial_artifacts(model, spec.arch, spec.space, task)
         bad = [k for k, v in flat.items() if v != v]
         if bad:
-            return TrialResult(spec.number, "fail", flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
+            return TrialResult(spec.number, TrialState.FAIL, flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
         if metrics.get("stopped_early"):
             reason = f"stopped by the scheduler after epoch {int(flat.get('epochs', len(history)))}"
-            return TrialResult(spec.number, "pruned", flat, history, reason, node, time.perf_counter() - start, cost, artifacts)
-        return TrialResult(spec.number, "complete", flat, history, "", node, time.perf_counter() - start, cost, artifacts)
+            return TrialResult(spec.number, TrialState.PRUNED, flat, history, reason, node, time.perf_counter() - start, cost, artifacts)
+        return TrialResult(spec.number, TrialState.COMPLETE, flat, history, "", node, time.perf_counter() - start, cost, artifacts)
     except Exception as exc:  # any failure of a candidate is data, not a crash of the search
         tb = traceback.format_exc(limit=6)
         reason = f"{type(exc).__name__}: {exc}".strip()
-        return TrialResult(spec.number, "fail", {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
+        return TrialResult(spec.number, TrialState.FAIL, {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
 
 
 def warm_up(data: str | None = None) -> float:

@@ -3,18 +3,26 @@
 The directory is what a user takes away from a search, so reading it needs only this package,
 ``spaces`` and torch (no optuna, ray, mlflow or ``search``):
 
-- ``arch.json``: format version, space name (and the space's own definition, so a space that
-  was registered only in the searching process can still be rebuilt), the architecture, its id
-  and the task keyword arguments given to the builder (``input_shape``, ``num_classes``, ...);
+- ``arch.json``: format version, space name (and the space's own definition, so a variant of an
+  installed space registered only in the searching process can still be rebuilt), the
+  architecture, its id, the task keyword arguments given to the builder (``input_shape``,
+  ``num_classes``, ...) and the distribution that provided the builder (named in errors);
 - ``weights.safetensors``: every tensor of the ``state_dict`` (no pickle at all); modules'
   non-tensor ``_extra_state`` (schedules such as the Winograd adder's ``p``) goes, as JSON, in
   the file's metadata, because safetensors stores tensors only;
 - ``weights.pt``: the plain ``state_dict`` for ``torch.load(path, weights_only=True)`` (extra
   states are dicts of numbers, which the restricted unpickler accepts).
+
+An export directory is *data* from elsewhere: loading never imports or calls anything it names.
+The space comes from the registry (``get_space``, entry-point plug-ins included); a saved
+definition is used only when its builder and workloads function are ones an installed space
+already uses. Weights are read with safetensors (no pickle) or ``torch.load(weights_only=True)``.
+Every problem with the directory is an ``ExportError``: one line naming the file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -31,6 +39,31 @@ SAFETENSORS_FILE = "weights.safetensors"
 TORCH_FILE = "weights.pt"
 _EXTRA = "_extra_state"  # torch's suffix for get_extra_state() entries of a state_dict
 _META_EXTRA = "abacus.extra_state"
+
+
+class ExportError(ValueError):
+    """An export directory that cannot be loaded: one line naming the file and what is wrong."""
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:limit] if text else ''}".rstrip(": ")
+
+
+def _providing_distribution(target: Any) -> str | None:
+    """The installed distribution whose top-level package holds ``target`` ("module:function")."""
+    if not isinstance(target, str) or ":" not in target:
+        return None
+    top = target.split(":", 1)[0].split(".", 1)[0]
+    dists = _distributions().get(top) or []
+    return dists[0] if dists else None
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> Mapping[str, list[str]]:
+    import importlib.metadata as md
+
+    return md.packages_distributions()
 
 
 def _jsonable_task(task: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +121,7 @@ def save_exported(model: nn.Module, arch: Mapping[str, Any], space: str | Search
         "arch_id": arch_id(arch),
         "task": _jsonable_task(task),
         "space_definition": definition,
+        "plugin": _providing_distribution(sp.to_dict()["builder"]),
         "weights": {"safetensors": SAFETENSORS_FILE, "torch": TORCH_FILE},
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "torch_version": torch.__version__,
@@ -105,23 +139,64 @@ def read_arch(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"export directory {str(directory)!r}: expected {ARCH_FILE}, found none")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: expected UTF-8 JSON, found undecodable bytes") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: expected JSON, found invalid text ({exc.msg} at line {exc.lineno})") from None
+        raise ExportError(f"{path}: expected JSON, found invalid text ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(record, dict):
+        raise ExportError(f"{path}: expected a JSON object, found {type(record).__name__}")
     missing = [k for k in ("space", "arch", "task") if k not in record]
     if missing:
-        raise ValueError(f"{path}: expected keys space, arch and task, missing {', '.join(missing)}")
+        raise ExportError(f"{path}: expected keys space, arch and task, missing {', '.join(missing)}")
+    for key, kind in (("space", str), ("arch", dict), ("task", dict)):
+        if not isinstance(record[key], kind):
+            raise ExportError(f"{path}: expected '{key}' to be a JSON {'string' if kind is str else 'object'}, found {type(record[key]).__name__}")
+    shape = record["task"].get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and 1 <= len(shape) <= 4
+                                  and all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 65536 for x in shape)):
+        raise ExportError(f"{path}: expected task.input_shape as 1 to 4 integers in [1, 65536], found {shape!r}")
     return record
 
 
-def exported_space(record: Mapping[str, Any]) -> SearchSpace:
-    """The registered space of that name; else the definition saved with the export."""
+def _installed_callables() -> tuple[set[str], set[str]]:
+    """Builders and workloads functions of the installed spaces (registry and entry points)."""
+    from spaces import list_spaces
+
+    builders, workloads = set(), set()
+    for name in list_spaces():
+        d = get_space(name).to_dict()
+        if d["builder"]:
+            builders.add(d["builder"])
+        if d["workloads_fn"]:
+            workloads.add(d["workloads_fn"])
+    return builders, workloads
+
+
+def exported_space(record: Mapping[str, Any], source: str = ARCH_FILE) -> SearchSpace:
+    """The installed space of that name; else the definition saved with the export, but only when
+    its builder (and workloads function) are those of an installed space: a downloaded folder
+    never makes us import or call what it names."""
+    name = record["space"]
     try:
-        return get_space(record["space"])
+        return get_space(name)
     except UnknownNameError:
-        if record.get("space_definition"):
-            return SearchSpace.from_dict(record["space_definition"])
-        raise
+        pass
+    definition = record.get("space_definition")
+    why = ""
+    if isinstance(definition, dict):
+        builders, workloads = _installed_callables()
+        builder, wl = definition.get("builder"), definition.get("workloads_fn")
+        if builder in builders and (wl is None or wl in workloads):
+            try:
+                return SearchSpace.from_dict(definition)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ExportError(f"{source}: expected a valid space_definition for {name!r}, found {_first_line(exc)}") from None
+        why = f" (its saved builder {str(builder)[:80]!r} is not one of an installed space; exports never run code they name)"
+    plugin = record.get("plugin")
+    which = f" (distribution {str(plugin)[:80]!r})" if isinstance(plugin, str) and plugin else ""
+    raise ExportError(f"{source}: space {name!r} is not installed{why}; install the plug-in that provides it{which}, "
+                      f"which registers it in the 'abacus.spaces' entry points")
 
 
 def _read_state(directory: Path, prefer: str) -> dict[str, Any]:
@@ -131,14 +206,34 @@ def _read_state(directory: Path, prefer: str) -> dict[str, Any]:
     if prefer == "safetensors" and st.is_file():
         from safetensors import safe_open
 
-        with safe_open(str(st), framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            if _META_EXTRA in meta or not pt.is_file():
-                state: dict[str, Any] = {k: fh.get_tensor(k) for k in fh.keys()}
-                state.update(json.loads(meta.get(_META_EXTRA, "{}")))
-                return state
+        try:
+            with safe_open(str(st), framework="pt", device="cpu") as fh:
+                meta = fh.metadata() or {}
+                if _META_EXTRA in meta or not pt.is_file():
+                    state: dict[str, Any] = {k: fh.get_tensor(k) for k in fh.keys()}
+                    extra = json.loads(meta.get(_META_EXTRA, "{}"))
+                    if not isinstance(extra, dict):
+                        raise ValueError(f"metadata {_META_EXTRA}: expected a JSON object")
+                    state.update(extra)
+                    return state
+        except Exception as exc:  # safetensors raises its own error types for a corrupt file
+            raise ExportError(f"{st}: expected a safetensors file of the model's tensors, found unreadable data ({_first_line(exc)})") from None
     if pt.is_file():
-        return torch.load(pt, map_location="cpu", weights_only=True)
+        import pickle
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
+                state = torch.load(pt, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError, OSError) as exc:
+            # weights_only refuses anything but tensors and plain containers: a crafted pickle ends here
+            lines = [x.strip() for x in str(exc).splitlines() if "Unsupported global" in x or "Unsupported operand" in x]
+            detail = f"{type(exc).__name__}: {lines[0][:200]}" if lines else _first_line(exc)
+            raise ExportError(f"{pt}: expected a state_dict readable with torch.load(weights_only=True), found what it refuses ({detail})") from None
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise ExportError(f"{pt}: expected a state_dict (a dict of names to tensors), found {type(state).__name__}")
+        return state
     raise FileNotFoundError(f"export directory {str(directory)!r}: expected {SAFETENSORS_FILE} or {TORCH_FILE}, found neither")
 
 
@@ -153,7 +248,16 @@ def load_exported(directory: str | Path, *, prefer: str = "safetensors", strict:
     if not (directory / SAFETENSORS_FILE).is_file() and not (directory / TORCH_FILE).is_file():
         raise FileNotFoundError(f"export directory {str(directory)!r}: expected {SAFETENSORS_FILE} or {TORCH_FILE}, found neither")
     task = {k: tuple(v) if isinstance(v, list) else v for k, v in record["task"].items()}
-    model = build(exported_space(record), record["arch"], **task)
+    source = str(directory / ARCH_FILE)
+    space = exported_space(record, source)
+    try:
+        model = build(space, record["arch"], **task)
+    except (ValueError, TypeError) as exc:  # an architecture or task the installed builder refuses
+        raise ExportError(f"{source}: expected an architecture and task that space {space.name!r} builds, found {_first_line(exc, 300)}") from None
     state = _read_state(directory, prefer)
-    model.load_state_dict(state, strict=strict)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines())[:300]
+        raise ExportError(f"{directory}: expected weights matching the architecture in {ARCH_FILE}, found {detail}") from None
     return model.eval()
