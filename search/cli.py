@@ -42,7 +42,7 @@ def search(
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="ray (default) or local (in-process, for debugging)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (and no per-trial lines when stderr is not a terminal)"),
 ) -> None:
     """Run a multi-objective architecture search described by CONFIG."""
     from search.config import load_config
@@ -54,7 +54,9 @@ def search(
         _fail(str(exc))
     from search.engine import SearchEngine
 
-    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
+    from search.progress import choose_mode
+
+    engine = SearchEngine(cfg, progress=choose_mode(not no_progress))
     summary = engine.run()
     engine.print_front(summary)
     if summary["complete"] == 0:
@@ -66,7 +68,7 @@ def resume(
     run_dir: Path = typer.Argument(..., help="the run directory of an interrupted search (holds config.yaml, run.json, study.journal)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="ray or local"),
     address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (and no per-trial lines when stderr is not a terminal)"),
 ) -> None:
     """Continue an interrupted search: finished trials are kept, trials in flight run again once."""
     from search.config import load_config
@@ -81,8 +83,13 @@ def resume(
         _fail(str(exc))
     from search.engine import SearchEngine
 
-    engine = SearchEngine(cfg, progress=not no_progress and sys.stderr.isatty())
-    summary = engine.run(resume=True)
+    from search.progress import choose_mode
+
+    engine = SearchEngine(cfg, progress=choose_mode(not no_progress))
+    try:
+        summary = engine.run(resume=True)
+    except _user_errors() as exc:  # e.g. the data now splits differently from the recorded split
+        _fail(str(exc))
     engine.print_front(summary)
 
 

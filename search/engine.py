@@ -21,7 +21,10 @@ import optuna
 
 from search.config import ExperimentConfig, dump_config
 from search.pareto import default_reference_point, hypervolume, non_dominated_mask
+from search.budget import TrialBudget
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
+from search.retrain import attach_test_values, retrain_front, selection_note
+from search.splits import split_seed
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
 
@@ -91,12 +94,13 @@ class CostModel:
 
 
 class SearchEngine:
-    def __init__(self, cfg: ExperimentConfig, *, console=None, progress: bool = True) -> None:
+    def __init__(self, cfg: ExperimentConfig, *, console=None, progress: bool | str = True) -> None:
         from rich.console import Console
 
         self.cfg = cfg
         self.console = console or Console(stderr=True)
-        self.show_progress = progress
+        # True: the live bar; False: nothing; or a mode of search.progress ("bar", "log", "none")
+        self.show_progress = {True: "bar", False: "none"}.get(progress, progress)
         self.records: dict[int, TrialRecord] = {}
         self._front_tags: dict[int, str] = {}
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
@@ -113,7 +117,10 @@ class SearchEngine:
 
         cfg = self.cfg
         self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
-        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
+        from search import splits
+
+        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=splits.split_seed(cfg), batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
+        self.split = splits.describe(dm)  # one split for every trial, retrain and resume
         self.input_shape = tuple(int(x) for x in dm.input_shape)
         self.num_classes = int(dm.num_classes)
         builder_kwargs = getattr(dm, "builder_kwargs", None)
@@ -125,6 +132,7 @@ class SearchEngine:
             run = json.loads((self.out / RUN_FILE).read_text())
             self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
             self.parent_id = run["parent_run_id"]
+            splits.check_on_resume(self.tracker.client, self.parent_id, self.split)
             self.tracker.attach_parent(self.parent_id)
         else:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +140,7 @@ class SearchEngine:
             self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
             self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
             self.tracker.log_artifact(self.out / "config.yaml")
+            splits.record(self.tracker.client, self.parent_id, self.split)
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
         from search.journal import BufferedJournalFileBackend
@@ -191,7 +200,7 @@ class SearchEngine:
                          accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
                          scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
                          static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights,
-                         evaluate_fn=ev.function)
+                         evaluate_fn=ev.function, split_seed=split_seed(self.cfg), split_sha256=self.split["val_sha256"])
 
     def _make_scheduler(self):
         """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
@@ -223,11 +232,12 @@ class SearchEngine:
         self.scheduler = self._make_scheduler()
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = self._counted()
+        self.budget = budget = TrialBudget(cfg.budget)
         progress, task = self._progress(done=len(self.records))
         status = "FAILED"
         try:
-            while asked < cfg.budget.trials or executor.in_flight:
-                while asked < cfg.budget.trials and executor.in_flight < getattr(executor, "capacity", cfg.workers):
+            while budget.may_ask(asked) or executor.in_flight:
+                while budget.may_ask(asked) and executor.in_flight < getattr(executor, "capacity", cfg.workers):
                     trial = self.study.ask()
                     asked += 1
                     arch = suggest_arch(trial, self.space, cfg.fixed)
@@ -253,7 +263,7 @@ class SearchEngine:
                     self._finish(trial, arch, aid, cost, result)
                     self._advance(progress, task)
             if cfg.retrain is not None:
-                self.retrained = self._retrain(self.oneshot.retrain_executor() if self.oneshot else executor)
+                self.retrained = retrain_front(self, self.oneshot.retrain_executor() if self.oneshot else executor)
             status = "FINISHED"
         finally:
             self.journal.flush()
@@ -279,7 +289,7 @@ class SearchEngine:
                 values = {n: float(metrics[n]) for n in cfg.objective_names}
                 if any(v != v for v in values.values()):
                     state, reason = "fail", "NaN objective value"
-        tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static"}
+        tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static", **result.tags}
         if result.score_source:
             tags["score_source"] = result.score_source
         if state == "pruned":
@@ -335,42 +345,6 @@ class SearchEngine:
             return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
         return None
 
-    def _retrain(self, executor) -> list[dict[str, Any]]:
-        """Train each front member again from scratch with the ``retrain`` budget (new seed, no
-        early stopping) on the same executor; each becomes a ``retrain`` child run."""
-        import dataclasses
-
-        rt = self.cfg.retrain
-        front, _, _ = self._front()
-        specs = {}
-        for rec in front:
-            cost = {k: v for k, v in rec.metrics.items() if k in COST_KEYS}
-            spec = dataclasses.replace(self._spec(rec.number, rec.arch, cost), epochs=rt.epochs, scheduler=None,
-                                       seed=self.cfg.seed + rt.seed_offset + rec.number, lr=rt.lr or self.cfg.evaluator.lr)
-            specs[rec.number] = (rec, cost)
-            executor.submit(spec)
-        out = []
-        while executor.in_flight:
-            result = executor.wait_one()
-            rec, cost = specs[result.number]
-            o = self._outcome(rec.arch, rec.arch_id, cost, result)
-            self.console.print(f"retrained trial {rec.number}: {o['state']}" + (f" ({o['reason']})" if o["reason"] else ""))
-            if result.artifacts:
-                from search.export import unpack_trial_artifacts
-
-                unpack_trial_artifacts(result.artifacts, self.out / "retrain" / str(rec.number))
-            fut = self.tracker.submit(self._log_retrain, rec.number, o)
-            out.append({"trial": rec.number, "arch_id": rec.arch_id, "state": o["state"], "values": o["values"],
-                        "search_values": rec.values, "run_id": fut, "reason": o["reason"]})
-        return sorted(out, key=lambda r: r["trial"])
-
-    def _log_retrain(self, number: int, o: dict[str, Any]) -> str:
-        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain")
-        d = self.out / "retrain" / str(number)
-        if d.is_dir():
-            self.tracker.client.log_artifacts(rid, str(d))
-        return rid
-
     def _log_child(self, number: int, o: dict[str, Any]) -> str:
         """On the tracker's writer thread: the child run, then the trial's weights as its artifacts."""
         rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
@@ -391,22 +365,17 @@ class SearchEngine:
 
     # -- progress --------------------------------------------------------------------------
     def _progress(self, done: int = 0):
-        if not self.show_progress:
-            return None, None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """A live bar, a line per finished trial, or nothing (``search/progress.py``)."""
+        from search.progress import make_progress
 
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console, transient=False)
-        task = progress.add_task(self.cfg.name, total=self.cfg.budget.trials, completed=done, detail="")
-        progress.start()
-        return progress, task
+        return make_progress(self.show_progress, self.console, self.cfg.name, self.cfg.budget.trials, done), None
 
     def _advance(self, progress, task) -> None:
         if progress is None:
             return
-        counts = self._counts()
         front = sum(v == "true" for v in self._front_tags.values())  # kept current by _update_front_tags
-        progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
+        last = next(reversed(self.records.values()))  # each trial is recorded once, when it finishes
+        progress.trial_done(last, self._counts(), front, self.cfg.objective_names)
 
     # -- the end ---------------------------------------------------------------------------
     def _counts(self) -> dict[str, int]:
@@ -448,6 +417,8 @@ class SearchEngine:
                 self.tracker.log_parent_series("hypervolume", curve)
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
+        if cfg.retrain is not None:
+            attach_test_values(front_rows, self.retrained, names)
         counts = self._counts()
         summary = {
             "experiment": cfg.experiment_name,
@@ -463,6 +434,10 @@ class SearchEngine:
             "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
             "wall_time_s": round(wall_s, 2),
             "retrained": self.retrained,
+            "selected_on": "search",  # the front is chosen on the search's (validation) values, never on test values
+            "selection_note": selection_note(cfg, front_rows),
+            "split": getattr(self, "split", None),
+            "stopped_by": getattr(getattr(self, "budget", None), "stopped_by", ""),
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
         }
         if complete:
@@ -485,7 +460,8 @@ class SearchEngine:
 
         out = Console()
         out.print(front_table(summary["front"], self.cfg.objective_names,
-                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)"))
+                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)",
+                              caption=summary.get("selection_note", "")))
         ref = summary["reference_point"]
         out.print(f"hypervolume {summary['hypervolume']:.6g} (reference point {ref}); complete {summary['complete']}, failed {summary['failed']}, "
                   f"infeasible {summary['infeasible']}, pruned {summary['pruned']}; wall time {summary['wall_time_s']:.1f} s")
