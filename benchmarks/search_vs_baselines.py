@@ -3,14 +3,14 @@
 Usage::
 
     python benchmarks/search_vs_baselines.py --run-dir /tmp/abacus-svb [--time-s 900] [--epochs 10]
-           [--seeds 0 1 2] [--workers 2] [--out docs/search_vs_baselines.json] [--skip-baselines]
+           [--seeds 0 1 2] [--workers 2] [--scheduler mo-asha|none] [--out docs/search_vs_baselines.json] [--skip-baselines]
 
 1. Baselines: the ``addernet-resnet`` presets ``resnet20-conv`` and ``resnet20-adder`` (ResNet-20,
    all stages conv / all adder), each trained ``--epochs`` epochs with 3 seeds on the digits
    training split (split seed 0, the search's), scored on the held-out test split, costed by the
    search's own cost model (``search.engine.CostModel``: same device, same style).
 2. Search: ``abacus search`` (the CLI, stderr to a log: the plain per-trial lines) over the same
-   space with float stages, MO-TPE + MO-ASHA, objectives val_accuracy (max) / energy_mj (min),
+   space with float stages, MO-TPE (+ MO-ASHA unless ``--scheduler none``), objectives val_accuracy (max) / energy_mj (min),
    ``budget.time_s`` seconds, the same epochs, and a ``retrain`` block that trains every front
    member again with the same epochs and the same 3 seeds and scores it on the test split.
 3. The table: search value, test value (mean ± std over the seeds) and energy of every front member
@@ -38,14 +38,15 @@ sys.path.insert(0, str(ROOT))
 PRESETS = {"resnet20-conv": "ResNet-20 conv (baseline)", "resnet20-adder": "ResNet-20 AdderNet (baseline)"}
 
 
-def search_config(name: str, run_dir: Path, time_s: float, epochs: int, workers: int, seeds: list[int]) -> dict[str, Any]:
+def search_config(name: str, run_dir: Path, time_s: float, epochs: int, workers: int, seeds: list[int],
+                  scheduler: str = "mo-asha") -> dict[str, Any]:
     return {
         "name": name,
         "space": "addernet-resnet",
         "fixed": {f"stage{s}.bits": 32 for s in (1, 2, 3)},
         "objectives": [{"name": "val_accuracy", "direction": "maximize"}, {"name": "energy_mj", "direction": "minimize"}],
         "strategy": {"name": "tpe"},
-        "scheduler": {"name": "mo-asha", "min_epochs": max(1, min(3, epochs // 3)), "reduction_factor": 3},
+        "scheduler": {"name": "mo-asha", "min_epochs": max(1, min(3, epochs // 3)), "reduction_factor": 3} if scheduler == "mo-asha" else {"name": "none"},
         "budget": {"time_s": time_s, "epochs": epochs},
         "evaluator": {"data": "digits", "lr": 0.05, "batch_size": 64},
         "hardware": {"device": "zcu104", "style": "overlay"},
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "search_vs_baselines.json")
+    ap.add_argument("--scheduler", choices=("mo-asha", "none"), default="mo-asha", help="early stopping of the search")
     ap.add_argument("--skip-baselines", action="store_true", help="keep the baselines already in --out")
     ap.add_argument("--table-only", action="store_true", help="print the table from --out and stop")
     args = ap.parse_args(argv)
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = args.run_dir / "search.yaml"
-    cfg_path.write_text(yaml.safe_dump(search_config("svb", args.run_dir, args.time_s, args.epochs, args.workers, args.seeds), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(search_config("svb", args.run_dir, args.time_s, args.epochs, args.workers, args.seeds, args.scheduler), sort_keys=False))
     doc: dict[str, Any] = json.loads(args.out.read_text()) if args.skip_baselines and args.out.exists() else {}
     doc.update({"epochs": args.epochs, "time_s": args.time_s, "seeds": args.seeds, "config": yaml.safe_load(cfg_path.read_text())})
     doc["loadavg_start"] = open("/proc/loadavg").read().split()[:3]
