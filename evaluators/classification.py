@@ -46,6 +46,7 @@ class ClassificationModule(TrainingModule):
         self.num_classes = int(num_classes)
         self.train_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
@@ -70,3 +71,12 @@ class ClassificationModule(TrainingModule):
         self.val_acc(logits, y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("val_accuracy", self.val_acc, on_step=False, on_epoch=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """The held-out test split: measured once, after training, never used to select anything."""
+        x, y = batch
+        logits = self.model(x)
+        loss = self._loss(logits, y, "test")
+        self.test_acc(logits, y)
+        self.log("test_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("test_accuracy", self.test_acc, on_step=False, on_epoch=True)

@@ -83,6 +83,7 @@ def evaluate(
     scheduler: str = "cosine",
     trainer_kwargs: dict[str, Any] | None = None,
     verbose: bool = False,
+    test: bool = False,
 ) -> dict[str, float | int | bool]:
     """Train ``model`` on the data's task and return a flat dict of metrics.
 
@@ -108,6 +109,8 @@ def evaluate(
     ``params`` (trainable elements), ``macs`` (see :func:`count_macs`: flops/2 at batch 1, so
     multiplication-free ops count 0), ``epochs`` (epochs run), ``wall_time_s`` (training time),
     ``stopped_early`` (the reporter asked to stop) and ``timed_out`` (``max_time_s`` ended training).
+    With ``test=True`` the final weights are also scored once on the data module's held-out test
+    split (``test_accuracy``, ``test_loss``); a search never asks for this, only a final retrain.
     Raises :class:`NonFiniteLossError` if the loss becomes NaN/inf. Writes no files. Lightning's
     banners and advisory warnings are silenced unless ``verbose``; ``trainer_kwargs`` override the
     Trainer arguments set here (e.g. ``limit_train_batches`` for a cheap fidelity,
@@ -171,6 +174,10 @@ def evaluate(
                 # Training ended inside an epoch: score the weights we actually have.
                 trainer.validate(module, datamodule=datamodule, verbose=False)
                 final = {**final, **scalar_metrics(trainer)}
+            tested: dict[str, float] = {}
+            if test:
+                trainer.test(module, datamodule=datamodule, verbose=False)
+                tested = {k: float(v) for k, v in scalar_metrics(trainer).items() if k.startswith("test_")}
 
     value = final.get(task.primary, math.nan)
     seen = [a for a in (recorder.best, value) if not math.isnan(a)]
@@ -187,4 +194,5 @@ def evaluate(
         "wall_time_s": float(wall),
         "stopped_early": stopped_early,
         "timed_out": bool(timed_out),
+        **tested,
     }

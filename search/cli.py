@@ -38,7 +38,7 @@ def _user_errors():
     return (ConfigError, InvalidArchitectureError, UnknownNameError, RunLookupError, PreflightError, RunLockedError, JournalError, ExportError)
 
 
-def _run_engine(cfg, *, resume: bool, overwrite: bool, progress: bool) -> dict:
+def _run_engine(cfg, *, resume: bool, overwrite: bool, progress: bool | str) -> dict:
     """Run the search: bad input exits 2 (nothing written), a signal exits 130 with the resume
     line, a systematic stop exits 1 with its reason; each as one line on stderr."""
     from search.engine import SearchEngine
@@ -69,7 +69,7 @@ def search(
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="ray (default) or local (in-process, for debugging)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (and no per-trial lines when stderr is not a terminal)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start again in a run directory an earlier search used (its files are removed)"),
 ) -> None:
     """Run a multi-objective architecture search described by CONFIG."""
@@ -80,7 +80,9 @@ def search(
                                            "executor": executor, "address": address})
     except _user_errors() as exc:
         _fail(str(exc))
-    summary = _run_engine(cfg, resume=False, overwrite=overwrite, progress=not no_progress and sys.stderr.isatty())
+    from search.progress import choose_mode
+
+    summary = _run_engine(cfg, resume=False, overwrite=overwrite, progress=choose_mode(not no_progress))
     if summary["complete"] == 0:
         raise typer.Exit(code=1)
 
@@ -90,7 +92,7 @@ def resume(
     run_dir: Path = typer.Argument(..., help="the run directory of an interrupted search (holds config.yaml, run.json, study.journal)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="ray or local"),
     address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (and no per-trial lines when stderr is not a terminal)"),
 ) -> None:
     """Continue an interrupted search: finished trials are kept, trials in flight run again once."""
     from search.config import load_config
@@ -103,7 +105,9 @@ def resume(
         cfg = load_config(run_dir / "config.yaml", [], out=str(run_dir), executor=executor, address=address)
     except _user_errors() as exc:
         _fail(str(exc))
-    _run_engine(cfg, resume=True, overwrite=False, progress=not no_progress and sys.stderr.isatty())
+    from search.progress import choose_mode
+
+    _run_engine(cfg, resume=True, overwrite=False, progress=choose_mode(not no_progress))  # a changed data split exits 2
 
 
 def _arxiv_ids(space) -> list[str]:
@@ -121,7 +125,6 @@ def _arxiv_ids(space) -> list[str]:
 @app.command()
 def spaces(name: Optional[str] = typer.Argument(None, help="a space to describe")) -> None:
     """List the registered search spaces, or show one space's dimensions and source papers."""
-    from rich.console import Console
     from rich.table import Table
 
     import spaces as sp

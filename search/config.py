@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search.errors import ConfigError
 
@@ -40,12 +40,22 @@ class Strategy(_Strict):
 
 
 class Budget(_Strict):
-    trials: int = Field(20, ge=1)
+    """Stop asking for trials at ``trials`` or after ``time_s`` seconds, whichever comes first
+    (``search/budget.py``); with neither given, 20 trials."""
+
+    trials: int | None = Field(None, ge=1)
+    time_s: float | None = Field(None, gt=0)
     epochs: int = Field(5, ge=1)
     trial_timeout_s: float | None = Field(None, gt=0)
     max_retries: int = Field(2, ge=0)  # times Ray re-runs a trial whose worker process died
     max_failures: int = Field(5, ge=0)  # consecutive failures with one reason that end the search (0: never)
     max_infeasible: int = Field(500, ge=1)  # consecutive infeasible candidates before the constraints are declared empty
+
+    @model_validator(mode="after")
+    def _default_trials(self) -> "Budget":
+        if self.trials is None and self.time_s is None:
+            self.trials = 20
+        return self
 
 
 class Scheduler(_Strict):
@@ -65,6 +75,7 @@ class Evaluator(_Strict):
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
     batch_size: int = Field(64, ge=1)
+    split_seed: int | None = None  # seed of the train/validation split; None = the search's seed
     # "module:function" replacing the Lightning training, called as
     # fn(model, datamodule=dm, epochs=..., seed=..., reporter=...) -> dict of metrics
     # (zero-cost proxies, a custom training loop, or a stub for measuring the engine's overhead)
@@ -95,6 +106,8 @@ class Retrain(_Strict):
     epochs: int = Field(..., ge=1)
     lr: float | None = Field(None, gt=0)
     seed_offset: int = 1000
+    seeds: int = Field(1, ge=1)  # runs per member, with different seeds; the test values are their mean
+    train_on_val: bool = False  # train on train + validation (the test split stays unseen)
 
 
 class OneShot(_Strict):
@@ -293,6 +306,9 @@ def check_names(cfg: ExperimentConfig) -> None:
             raise ConfigError("evaluator.function", "an importable 'package.module:function'", f"{cfg.evaluator.function} ({exc})") from None
     if cfg.evaluator.data not in evaluators.list_datasets():
         raise ConfigError("evaluator.data", f"one of {', '.join(evaluators.list_datasets())}", cfg.evaluator.data)
+    from search.splits import check_data_kwargs
+
+    check_data_kwargs(cfg)
     import hw_cost
     from hw_cost.constraints import parse_constraint
 

@@ -22,7 +22,10 @@ import optuna
 from search.archive import ParetoArchive, hypervolume_curve
 from search.config import ExperimentConfig, dump_config
 from search.pareto import default_reference_point
+from search.budget import TrialBudget
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
+from search.retrain import attach_test_values, retrain_front, selection_note
+from search.splits import split_seed
 from search.tracking import Tracker, resolve_tracking_uri
 from search.states import TrialState
 from search.strategies import CONSTRAINED_STRATEGIES
@@ -108,12 +111,13 @@ class CostModel:
 
 
 class SearchEngine:
-    def __init__(self, cfg: ExperimentConfig, *, console=None, progress: bool = True) -> None:
+    def __init__(self, cfg: ExperimentConfig, *, console=None, progress: bool | str = True) -> None:
         from rich.console import Console
 
         self.cfg = cfg
         self.console = console or Console(stderr=True)
-        self.show_progress = progress
+        # True: the live bar; False: nothing; or a mode of search.progress ("bar", "log", "none")
+        self.show_progress = {True: "bar", False: "none"}.get(progress, progress)
         self.records: dict[int, TrialRecord] = {}
         self._tally: collections.Counter[str] = collections.Counter()  # records per state
         self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
@@ -134,8 +138,11 @@ class SearchEngine:
         from search.preflight import open_run_dir
 
         cfg = self.cfg
+        from search import splits
+
         self.space = prepared.space
         self.input_shape, self.num_classes = prepared.input_shape, prepared.num_classes
+        self.split = prepared.split  # one split for every trial, retrain and resume (search.splits)
         self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, prepared.task)
         self.out = cfg.out_dir
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -151,11 +158,13 @@ class SearchEngine:
             run = prepared.run
             self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
             self.parent_id = self.tracker.parent_id = run["parent_run_id"]
+            splits.check_on_resume(self.tracker.client, self.parent_id, self.split)
         else:
             (self.out / "config.yaml").write_text(dump_config(cfg))
             self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
             self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
             self.tracker.log_artifact(self.out / "config.yaml")
+            splits.record(self.tracker.client, self.parent_id, self.split)
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
         from search.journal import BufferedJournalFileBackend
@@ -244,7 +253,7 @@ class SearchEngine:
                          accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
                          scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
                          static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights,
-                         evaluate_fn=ev.function)
+                         evaluate_fn=ev.function, split_seed=split_seed(self.cfg), split_sha256=self.split["val_sha256"])
 
     def _make_scheduler(self):
         """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
@@ -310,12 +319,13 @@ class SearchEngine:
         pending: dict[int, tuple[optuna.trial.Trial, dict, str, dict]] = {}
         asked = self._counted()
         infeasible_run = 0
+        self.budget = budget = TrialBudget(cfg.budget)
         progress, task = self._progress(done=asked)
         self.status = "FAILED"
         stop: BaseException | None = None
         try:
-            while asked < cfg.budget.trials or executor.in_flight:
-                while asked < cfg.budget.trials and executor.in_flight < getattr(executor, "capacity", cfg.workers):
+            while budget.may_ask(asked) or executor.in_flight:
+                while budget.may_ask(asked) and executor.in_flight < getattr(executor, "capacity", cfg.workers):
                     trial = self.study.ask()
                     asked += 1
                     arch = suggest_arch(trial, self.space, cfg.fixed)
@@ -352,7 +362,7 @@ class SearchEngine:
                     self._finish(trial, arch, aid, cost, result)
                     self._advance(progress, task)
             if cfg.retrain is not None:
-                self.retrained = self._retrain(self.oneshot.retrain_executor() if self.oneshot else executor)
+                self.retrained = retrain_front(self, self.oneshot.retrain_executor() if self.oneshot else executor)
             self.status = "FINISHED"
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through search.signals
             seen.setdefault("name", "SIGINT" if type(exc) is KeyboardInterrupt else str(exc) or "a signal")
@@ -407,7 +417,7 @@ class SearchEngine:
                 values = {n: float(metrics[n]) for n in cfg.objective_names}
                 if any(v != v for v in values.values()):
                     state, reason = TrialState.FAIL, "NaN objective value"
-        tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static"}
+        tags = {"arch_id": aid, "node": result.node or "", "cost_source": "measured" if result.cost else "static", **result.tags}
         if result.score_source:
             tags["score_source"] = result.score_source
         if state == TrialState.PRUNED:
@@ -485,48 +495,6 @@ class SearchEngine:
             return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
         return None
 
-    def _retrain(self, executor) -> list[dict[str, Any]]:
-        """Train each front member again from scratch with the ``retrain`` budget (new seed, no
-        early stopping) on the same executor; each becomes a ``retrain`` child run. Each outcome
-        is journaled (a study attribute ``retrain.<trial>``) before its run is logged, so a
-        resume after a crash never trains a member twice and logs each run once."""
-        import dataclasses
-
-        rt = self.cfg.retrain
-        front, _, _ = self._front()
-        logged = self.tracker.child_runs("retrain")
-        journaled = self.study.user_attrs
-        specs = {}
-        out = []
-
-        def row(rec: TrialRecord, o: dict[str, Any], rid) -> dict[str, Any]:
-            return {"trial": rec.number, "arch_id": rec.arch_id, "state": o["state"], "values": o["values"],
-                    "search_values": rec.values, "run_id": rid, "reason": o["reason"]}
-
-        for rec in front:
-            o = journaled.get(f"retrain.{rec.number}")
-            if o is not None:  # retrained before the crash
-                out.append(row(rec, o, logged.get(rec.number) or self.tracker.submit(self._log_retrain, rec.number, o)))
-                continue
-            cost = {k: v for k, v in rec.metrics.items() if k in COST_KEYS}
-            spec = dataclasses.replace(self._spec(rec.number, rec.arch, cost), epochs=rt.epochs, scheduler=None,
-                                       seed=self.cfg.seed + rt.seed_offset + rec.number, lr=rt.lr or self.cfg.evaluator.lr)
-            specs[rec.number] = (rec, cost)
-            executor.submit(spec)
-        while executor.in_flight:
-            result = executor.wait_one()
-            rec, cost = specs[result.number]
-            o = self._outcome(rec.arch, rec.arch_id, cost, result)
-            self.console.print(f"retrained trial {rec.number}: {o['state']}" + (f" ({o['reason']})" if o["reason"] else ""))
-            if result.artifacts:
-                from search.export import unpack_trial_artifacts
-
-                unpack_trial_artifacts(result.artifacts, self.out / "retrain" / str(rec.number))
-            self.study.set_user_attr(f"retrain.{rec.number}", o)
-            self.journal.flush()  # the outcome is on disk before its run is written
-            out.append(row(rec, o, self.tracker.submit(self._log_retrain, rec.number, o)))
-        return sorted(out, key=lambda r: r["trial"])
-
     def _restore_scheduler(self) -> None:
         """On resume: the early-stopping rungs as they were, rebuilt from the journaled per-epoch
         histories of finished trials (in trial order), so promotions continue as if never stopped."""
@@ -544,10 +512,6 @@ class SearchEngine:
             call(self.scheduler, "restore", o.get("number", ft.number), rung_values(names, static, o["history"]),
                  o["state"] == TrialState.PRUNED, value)
 
-    def _log_retrain(self, number: int, o: dict[str, Any]) -> str:
-        return self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain",
-                                      artifact_dir=self.out / "retrain" / str(number))
-
     def _log_child(self, number: int, o: dict[str, Any], on_front: bool | None) -> Future:
         """Queue the child run (written in a batch; a Future of its run id), with the trial's
         weights as its artifacts and its front membership as the ``pareto`` tag."""
@@ -563,22 +527,17 @@ class SearchEngine:
 
     # -- progress --------------------------------------------------------------------------
     def _progress(self, done: int = 0):
-        if not self.show_progress:
-            return None, None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """A live bar, a line per finished trial, or nothing (``search/progress.py``)."""
+        from search.progress import make_progress
 
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console, transient=False)
-        task = progress.add_task(self.cfg.name, total=self.cfg.budget.trials, completed=done, detail="")
-        progress.start()
-        return progress, task
+        return make_progress(self.show_progress, self.console, self.cfg.name, self.cfg.budget.trials, done), None
 
     def _advance(self, progress, task) -> None:
         if progress is None:
             return
-        counts = self._counts()
         front = len(self.archive)
-        progress.update(task, advance=1, detail=f"done {counts['complete']}  failed {counts['failed']}  infeasible {counts['infeasible']}  front {front}")
+        last = next(reversed(self.records.values()))  # each trial is recorded once, when it finishes
+        progress.trial_done(last, self._counts(), front, self.cfg.objective_names)
 
     # -- the end ---------------------------------------------------------------------------
     def _record(self, rec: TrialRecord) -> None:
@@ -634,6 +593,8 @@ class SearchEngine:
                         self.tracker.batch.log_parent_metric("hypervolume", value, step)  # in one batch
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
+        if cfg.retrain is not None:
+            attach_test_values(front_rows, self.retrained, names)
         counts = self._counts()
         summary = {
             "experiment": cfg.experiment_name,
@@ -651,6 +612,10 @@ class SearchEngine:
             "tracking_wait_s": round(tracking_wait, 3),  # the wait for queued MLflow writes at the end
             **self._start_figures(),
             "retrained": self.retrained,
+            "selected_on": "search",  # the front is chosen on the search's (validation) values, never on test values
+            "selection_note": selection_note(cfg, front_rows),
+            "split": getattr(self, "split", None),
+            "stopped_by": getattr(getattr(self, "budget", None), "stopped_by", ""),
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != TrialState.COMPLETE],
         }
         if complete:
@@ -687,7 +652,8 @@ class SearchEngine:
 
         out = Console()
         out.print(front_table(summary["front"], self.cfg.objective_names,
-                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)"))
+                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)",
+                              caption=summary.get("selection_note", "")))
         ref = summary["reference_point"]
         out.print(f"hypervolume {summary['hypervolume']:.6g} (reference point {ref}); complete {summary['complete']}, failed {summary['failed']}, "
                   f"infeasible {summary['infeasible']}, pruned {summary['pruned']}; wall time {summary['wall_time_s']:.1f} s")

@@ -40,6 +40,7 @@ class Prepared:
     num_classes: int
     sampler: Any
     task: dict[str, Any] | None = None  # what the builder takes from the data (``builder_kwargs``: an SR scale, ...)
+    split: dict[str, Any] | None = None  # the data split's identity (``search.splits.describe``)
     run: dict[str, Any] | None = None  # run.json, on resume
     torn_bytes: int = 0  # length of a torn last journal line, cut before appending
 
@@ -67,24 +68,27 @@ def check_values(cfg) -> None:
             raise ConfigError(key, "a finite number", value)
 
 
-def check_data(cfg) -> tuple[tuple[int, ...], int, dict[str, Any] | None]:
+def check_data(cfg) -> tuple[tuple[int, ...], int, dict[str, Any] | None, dict[str, Any]]:
     """Build the data module and read its split once: the path exists and its format is readable."""
     import evaluators
 
+    from search import splits
+
     ev = cfg.evaluator
     try:
-        dm = evaluators.get_datamodule(ev.data, seed=cfg.seed, batch_size=ev.batch_size, **ev.data_kwargs)
+        dm = evaluators.get_datamodule(ev.data, seed=splits.split_seed(cfg), batch_size=ev.batch_size, **ev.data_kwargs)
         dm.setup("fit")
         shape, classes = tuple(int(x) for x in dm.input_shape), int(dm.num_classes)
         builder_kwargs = getattr(dm, "builder_kwargs", None)
         task = builder_kwargs() if callable(builder_kwargs) else None
+        split = splits.describe(dm)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("evaluator.data_kwargs" if ev.data_kwargs else "evaluator.data",
                           f"data set {ev.data!r} readable with these options", f"{ev.data_kwargs} ({detail[:300]})") from None
     if not shape or min(shape) < 1 or classes < 1:
         raise ConfigError("evaluator.data", "a data set with a non-empty input shape and at least one class", f"{shape}, {classes} classes")
-    return shape, classes, task
+    return shape, classes, task, split
 
 
 def check_sampler(cfg, space) -> Any:
@@ -212,9 +216,9 @@ def prepare(cfg, *, resume: bool, overwrite: bool = False) -> Prepared:
     check_out_dir(cfg, resume=resume, overwrite=overwrite)
     run, torn = check_resume_files(cfg) if resume else (None, 0)
     space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
-    shape, classes, task = check_data(cfg)
+    shape, classes, task, split = check_data(cfg)
     sampler = check_sampler(cfg, space)
-    return Prepared(space, shape, classes, sampler, task, run, torn)
+    return Prepared(space, shape, classes, sampler, task, split, run, torn)
 
 
 def open_run_dir(cfg, *, resume: bool, overwrite: bool):

@@ -10,17 +10,33 @@ from typing import Any, Sequence
 import numpy as np
 
 
+def test_columns(front: Sequence[dict], objective_names: Sequence[str]) -> list[tuple[str, str]]:
+    """(objective, column name) of the held-out values to show beside the search values: the quality
+    objectives' test counterparts (``val_accuracy`` -> ``test_accuracy``), when a retrain measured them."""
+    from search.retrain import TEST_METRIC
+
+    measured = {k for row in front for k in (row.get("test_values") or {})}
+    return [(n, TEST_METRIC[n]) for n in objective_names if n in TEST_METRIC and TEST_METRIC[n] in measured]
+
+
 def write_pareto_csv(path: Path, front: Sequence[dict], objective_names: Sequence[str]) -> None:
+    """One row per front member: the search values (``selected_on`` = ``search``: what chose the
+    front), the test values of the retrain (mean, std over ``test_seeds`` seeds), the architecture."""
     labels: list[str] = []
     for row in front:
         for k in row["arch"]:
             if k not in labels:
                 labels.append(k)
+    tests = test_columns(front, objective_names)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["trial", "arch_id", *objective_names, *labels, "run_id"])
+        w.writerow(["trial", "arch_id", "selected_on", *objective_names, *[c for _, c in tests], *[f"{c}_std" for _, c in tests],
+                    *(["test_seeds"] if tests else []), *labels, "run_id"])
         for row in front:
-            w.writerow([row["trial"], row["arch_id"], *[row["values"][n] for n in objective_names],
+            tv, ts = row.get("test_values") or {}, row.get("test_std") or {}
+            w.writerow([row["trial"], row["arch_id"], "search", *[row["values"][n] for n in objective_names],
+                        *[tv.get(c, "") for _, c in tests], *[ts.get(c, "") for _, c in tests],
+                        *([row.get("test_seeds", 0)] if tests else []),
                         *[row["arch"].get(k, "") for k in labels], row.get("run_id", "")])
 
 
@@ -67,14 +83,18 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str):
+def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str, caption: str = ""):
+    """The front, search values first (what selected it), then the held-out test values if measured."""
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption=caption or None)
     table.add_column("trial", justify="right")
     table.add_column("arch id")
+    tests = test_columns(front, objective_names)
     for n in objective_names:
-        table.add_column(n, justify="right")
+        table.add_column(f"{n} (search)" if tests else n, justify="right")
+    for _, c in tests:
+        table.add_column(f"{c} (retrain)", justify="right")
     # Only the dimensions on which the front's members differ: what the trade-off is made of
     # (every member's full architecture is in summary.json and pareto.csv).
     labels = list(dict.fromkeys(k for row in front for k in row["arch"]))
@@ -84,5 +104,7 @@ def front_table(front: Sequence[dict], objective_names: Sequence[str], title: st
     for row in front:
         arch = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in row["arch"].items() if k in labels)
-        table.add_row(str(row["trial"]), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], arch)
+        tv, ts = row.get("test_values") or {}, row.get("test_std") or {}
+        test_cells = [(f"{tv[c]:.4g}" + (f" ± {ts[c]:.2g}" if row.get("test_seeds", 0) > 1 else "")) if c in tv else "-" for _, c in tests]
+        table.add_row(str(row["trial"]), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], *test_cells, arch)
     return table

@@ -14,6 +14,8 @@ import optuna
 from spaces import SearchSpace
 from spaces.registry import Registry
 
+from search.budget import planned_trials
+
 STRATEGIES: Registry = Registry("strategy", entry_point_group="abacus.strategies")
 
 
@@ -50,19 +52,19 @@ def make_sampler(cfg: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
 @register_strategy("tpe")
 def _tpe(cfg, space, options, seed):
     options.setdefault("multivariate", True)
-    options.setdefault("n_startup_trials", min(10, max(2, cfg.budget.trials // 3)))
+    options.setdefault("n_startup_trials", min(10, max(2, planned_trials(cfg) // 3)))
     return optuna.samplers.TPESampler(seed=seed, **options)
 
 
 @register_strategy("nsga2")
 def _nsga2(cfg, space, options, seed):
-    options.setdefault("population_size", max(4, min(50, cfg.budget.trials // 3)))
+    options.setdefault("population_size", max(4, min(50, planned_trials(cfg) // 3)))
     return optuna.samplers.NSGAIISampler(seed=seed, **options)
 
 
 @register_strategy("nsga3")
 def _nsga3(cfg, space, options, seed):
-    options.setdefault("population_size", max(4, min(50, cfg.budget.trials // 3)))
+    options.setdefault("population_size", max(4, min(50, planned_trials(cfg) // 3)))
     return optuna.samplers.NSGAIIISampler(seed=seed, **options)
 
 
@@ -108,7 +110,7 @@ def _bruteforce(cfg, space, options, seed):
 def _evolution(cfg, space, options, seed):
     from search.samplers import RegularizedEvolutionSampler
 
-    options.setdefault("population_size", max(2, min(20, cfg.budget.trials // 3)))
+    options.setdefault("population_size", max(2, min(20, planned_trials(cfg) // 3)))
     options.setdefault("sample_size", max(1, options["population_size"] // 4))
     return RegularizedEvolutionSampler(seed=seed, **options)
 

@@ -145,9 +145,9 @@ class Tracker:
     def set_tag(self, run_id: str | Future, key: str, value: str) -> None:
         self.client.set_tag(run_id.result() if isinstance(run_id, Future) else run_id, key, value)
 
-    def child_runs(self, role: str = "trial") -> dict[int, str]:
-        """trial number -> run id of the complete child runs of ``role`` already in the store (for
-        resume). A child run still RUNNING was cut short by a crash (its params, metrics or
+    def child_runs(self, role: str = "trial", extra_key: str | None = None) -> dict[Any, str]:
+        """trial number (or ``(number, tags[extra_key])``, e.g. a retrain's seed) -> run id of the
+        complete child runs of ``role`` already in the store (for resume). A child run still RUNNING was cut short by a crash (its params, metrics or
         weights may be missing): it is deleted here, and the caller logs it again, whole, from
         the journal, so no trial ends up with two runs or a hollow one."""
         number_tag = "trial_number" if role == "trial" else "retrain_of"
@@ -160,7 +160,8 @@ class Tracker:
             if r.info.status == "RUNNING":
                 self.client.delete_run(r.info.run_id)
                 continue
-            found[int(tags[number_tag])] = r.info.run_id
+            number = int(tags[number_tag])
+            found[number if extra_key is None else (number, tags.get(extra_key, ""))] = r.info.run_id
         return found
 
     def metric_steps(self, key: str) -> set[int]:

@@ -3,6 +3,11 @@
 The function takes and returns plain data so Ray can ship it anywhere; every exception is
 caught and returned as a failed result with its reason, so one broken candidate never stops
 the search (and a NaN loss surfaces as ``NonFiniteLossError`` from the evaluator).
+
+Seeds: ``split_seed`` (the search's) fixes the data split, the same for every trial, retrain and
+resume, and the worker checks the validation split it got against the search's fingerprint;
+``seed`` (the trial's) is set with ``seed_everything`` *before* the model is built, so it drives
+the initial weights as well as data order and augmentation.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class TrialSpec:
     hardware: dict[str, Any] = field(default_factory=dict)  # hw_cost.estimate keywords, for dynamic nets
     save_artifacts: bool = False  # return arch.json + weights so the driver can log them (for export)
     evaluate_fn: str | None = None  # "module:function" replacing evaluators.evaluate
+    split_seed: int = 0  # the data split's seed: the search's, never the trial's
+    split_sha256: str = ""  # fingerprint of the validation split the search recorded ("" = not checked)
+    test: bool = False  # score the final weights on the held-out test split (retrain only)
+    train_on_val: bool = False  # train on train + validation (retrain only)
 
 
 @dataclass
@@ -53,6 +62,7 @@ class TrialResult:
     cost: dict[str, float] = field(default_factory=dict)  # cost measured after training (dynamic nets)
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes (workers may be remote)
     score_source: str = ""  # "trained" (run_trial) or "inherited" (supernet weights, search/oneshot.py); "" = never scored
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. the fingerprint of the split the trial saw
 
 
 def run_trial(spec: TrialSpec) -> TrialResult:
@@ -73,12 +83,20 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         import supernets
 
         torch.set_num_threads(max(1, int(spec.threads)))
-        # the initial weights follow the trial's seed, not whatever the process drew before
-        # (in the driver, the local executor shares its random state with set-up and costing)
-        torch.manual_seed(spec.seed)
-        dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
+        from pytorch_lightning import seed_everything
+
+        from evaluators.data.splits import split_identity
+
+        extra = {"train_on_val": True} if spec.train_on_val else {}
+        dm = evaluators.get_datamodule(spec.data, seed=spec.split_seed, batch_size=spec.batch_size, **extra, **spec.data_kwargs)
+        split = split_identity(dm)
+        tags = {"split.split_seed": str(split["split_seed"]), "split.val_sha256": split["val_sha256"]}
+        if spec.split_sha256 and split["val_sha256"] != spec.split_sha256:
+            return TrialResult(spec.number, TrialState.FAIL, reason=f"validation split {split['val_sha256']!r} differs from the search's "
+                               f"{spec.split_sha256!r} (data changed under the search?)", node=node, tags=tags)
         task = dm.builder_kwargs() if callable(getattr(dm, "builder_kwargs", None)) else {
             "input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)}
+        seed_everything(spec.seed, workers=True, verbose=False)  # before the build: the seed fixes the initial weights
         model = supernets.build(spec.space, spec.arch, **task)
 
         def reporter(epoch: int, metrics: dict[str, float]) -> bool:
@@ -100,6 +118,7 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
                 model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
                 weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed,
                 reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
+                test=spec.test and getattr(dm, "test_set", None) is not None,  # no test split: no test values, not a failure
             )
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         cost = measured_cost(model, tuple(dm.input_shape), spec.hardware)
@@ -110,11 +129,11 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
             artifacts = pack_trial_artifacts(model, spec.arch, spec.space, task)
         bad = [k for k, v in flat.items() if v != v]
         if bad:
-            return TrialResult(spec.number, TrialState.FAIL, flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start)
+            return TrialResult(spec.number, TrialState.FAIL, flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start, tags=tags)
         if metrics.get("stopped_early"):
             reason = f"stopped by the scheduler after epoch {int(flat.get('epochs', len(history)))}"
-            return TrialResult(spec.number, TrialState.PRUNED, flat, history, reason, node, time.perf_counter() - start, cost, artifacts)
-        return TrialResult(spec.number, TrialState.COMPLETE, flat, history, "", node, time.perf_counter() - start, cost, artifacts)
+            return TrialResult(spec.number, TrialState.PRUNED, flat, history, reason, node, time.perf_counter() - start, cost, artifacts, tags=tags)
+        return TrialResult(spec.number, TrialState.COMPLETE, flat, history, "", node, time.perf_counter() - start, cost, artifacts, tags=tags)
     except Exception as exc:  # any failure of a candidate is data, not a crash of the search
         tb = traceback.format_exc(limit=6)
         reason = f"{type(exc).__name__}: {exc}".strip()

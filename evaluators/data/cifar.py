@@ -91,14 +91,15 @@ class _CifarDataModule(ClassificationDataModule):
         self,
         root: str | Path,
         augment: bool = True,
-        val_fraction: float | None = None,
+        val_fraction: float | None = 0.1,
         seed: int = 0,
         batch_size: int = 128,
         num_workers: int = 0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        train_on_val: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_on_val=train_on_val)
         self.root = self._resolve_root(Path(root))
         self.train_files, self.test_files = self._find_files(self.root)
         self.augment = bool(augment)
@@ -106,6 +107,8 @@ class _CifarDataModule(ClassificationDataModule):
         self.mean, self.std = mean, std
         self.input_shape = (3, 32, 32)
         self.num_classes = self._read_num_classes()
+        self.val_indices: np.ndarray | None = None  # into the concatenated training batches
+        self.n_test = 0
 
     # -- locating files (cheap, at construction, so a wrong path fails before any training)
     def _resolve_root(self, root: Path) -> Path:
@@ -165,18 +168,32 @@ class _CifarDataModule(ClassificationDataModule):
         if self.train_set is not None:
             return
         x_train, y_train = self._load(self.train_files)
-        if self.val_fraction is None:
-            x_val, y_val = self._load(self.test_files)
+        x_test, y_test = self._load(self.test_files)
+        if self.val_fraction is None:  # legacy opt-in: validate on the test batch (then there is no unseen test split)
+            x_val, y_val, x_test, y_test = x_test, y_test, None, None
+            self.val_indices = None
         else:  # hold out part of the training set, so a search never selects on the test set
             tr, va = stratified_split(y_train, self.val_fraction, self.seed)
+            self.val_indices = va
+            x_fit, y_fit = (x_train, y_train) if self.train_on_val else (x_train[tr], y_train[tr])
             x_train, y_train, x_val, y_val = x_train[tr], y_train[tr], x_train[va], y_train[va]
         if self.mean is None or self.std is None:
             self.mean, self.std = channel_stats(x_train)
-        train_tf = cifar_train_transform(self.mean, self.std) if self.augment else cifar_eval_transform(self.mean, self.std)
+        if self.val_fraction is not None:
+            x_train, y_train = x_fit, y_fit
+        eval_tf = cifar_eval_transform(self.mean, self.std)
+        train_tf = cifar_train_transform(self.mean, self.std) if self.augment else eval_tf
         self.train_set = TransformDataset(torch.from_numpy(x_train), torch.from_numpy(y_train), train_tf)
-        self.val_set = TransformDataset(
-            torch.from_numpy(x_val), torch.from_numpy(y_val), cifar_eval_transform(self.mean, self.std)
-        )
+        self.val_set = TransformDataset(torch.from_numpy(x_val), torch.from_numpy(y_val), eval_tf)
+        self.n_test = 0 if x_test is None else len(x_test)
+        if x_test is not None:
+            self.test_set = TransformDataset(torch.from_numpy(x_test), torch.from_numpy(y_test), eval_tf)
+
+    def split_keys(self) -> dict[str, list]:
+        self.setup()
+        if self.val_indices is None:
+            return {"val": [f"test:{i}" for i in range(len(self.val_set))], "test": []}
+        return {"val": self.val_indices.tolist(), "test": [f"test:{i}" for i in range(self.n_test)]}
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "root": str(self.root), "augment": self.augment, "val_fraction": self.val_fraction}
@@ -186,9 +203,10 @@ class _CifarDataModule(ClassificationDataModule):
 class Cifar10DataModule(_CifarDataModule):
     """CIFAR-10 (Krizhevsky 2009): 50k train / 10k test 32x32 colour images, 10 classes.
 
-    Validation is the test batch unless ``val_fraction`` carves a stratified hold-out from the
-    training batches (better for search: the test set then stays unseen). Normalisation uses the
-    per-channel mean/std of the training images unless ``mean``/``std`` are given.
+    Validation is a stratified ``val_fraction`` (default 0.1) of the training batches, fixed by
+    ``seed``; the test batch is the held-out test split, never seen by a search.
+    ``val_fraction=None`` validates on the test batch instead (then there is no test split).
+    Normalisation uses the per-channel mean/std of the training images unless ``mean``/``std`` are given.
     """
 
     name = "cifar10"
@@ -212,20 +230,21 @@ class Cifar100DataModule(_CifarDataModule):
         self,
         root: str | Path,
         augment: bool = True,
-        val_fraction: float | None = None,
+        val_fraction: float | None = 0.1,
         seed: int = 0,
         batch_size: int = 128,
         num_workers: int = 0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         label_mode: str = "fine",
+        train_on_val: bool = False,
     ) -> None:
         if label_mode not in ("fine", "coarse"):
             raise ValueError(f"cifar100: label_mode must be 'fine' or 'coarse', got {label_mode!r}")
         self.label_mode = label_mode
         if label_mode == "coarse":
             self.default_classes, self.meta_names_key = 20, "coarse_label_names"
-        super().__init__(root, augment, val_fraction, seed, batch_size, num_workers, mean, std)
+        super().__init__(root, augment, val_fraction, seed, batch_size, num_workers, mean, std, train_on_val)
 
     def _label_keys(self) -> Sequence[str]:
         return (f"{self.label_mode}_labels",) if self.label_mode == "coarse" else ("fine_labels", "labels")

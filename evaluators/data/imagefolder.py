@@ -1,7 +1,10 @@
 """Any ``root/<class_name>/<image>`` tree (the ImageFolder layout), classes indexed by sorted name.
 
-If ``root`` holds ``train/`` and ``val/`` sub-trees those are used as the two splits; otherwise a
-stratified ``val_fraction`` of the images (fixed by ``seed``) is held out.
+If ``root`` holds ``train/`` and ``val/`` sub-trees those are used as the two splits (and ``test/``,
+if present, as the test split); otherwise a
+stratified ``val_fraction`` of the images (fixed by ``seed``) is held out. The held-out test split
+is the ``test/`` sub-tree when there is one, else a stratified ``test_fraction`` carved (with its
+own ``test_seed``) from the images the validation split is drawn from.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch.utils.data import Dataset
 
 from .base import ClassificationDataModule, stratified_split
 from .registry import register_datamodule
+from .splits import carve_splits
 from .transforms import (
     CenterCrop,
     Compose,
@@ -114,8 +118,11 @@ class ImageFolderDataModule(ClassificationDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         extensions: Sequence[str] = IMG_EXTENSIONS,
+        test_fraction: float = 0.2,
+        test_seed: int = 0,
+        train_on_val: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_on_val=train_on_val)
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"imagefolder: root {str(root)!r} is not a directory; expected root/<class_name>/<image> files")
@@ -134,6 +141,9 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         self.val_fraction = float(val_fraction)
+        self.test_dir = root / "test" if self.split_dirs and (root / "test").is_dir() else None
+        self.test_fraction = 0.0 if self.test_dir is not None else float(test_fraction)
+        self.test_seed = int(test_seed)
         self.augment = bool(augment)
         self.crop_scale = tuple(crop_scale)
         self.eval_crop_ratio = float(eval_crop_ratio)
@@ -152,6 +162,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.num_classes = len(self.classes)
         self.train_samples: list[tuple[Path, int]] = []
         self.val_samples: list[tuple[Path, int]] = []
+        self.test_samples: list[tuple[Path, int]] = []
 
     # -- transforms
     def _eval_pil(self) -> list:
@@ -182,25 +193,46 @@ class ImageFolderDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        test: list[tuple[Path, int]] = []
         if self.split_dirs:
             train = make_samples(self.train_root, self.classes, self.extensions)
-            val = make_samples(self.root / "val", self.classes, self.extensions)
-            extra = sorted(set(find_classes(self.root / "val", self.extensions)) - set(self.classes))
-            if extra:
-                raise ValueError(f"imagefolder: val/ has classes missing from train/: {extra}")
-            if not val:
-                raise ValueError(f"imagefolder: {str(self.root / 'val')!r} holds no images of the training classes")
+            val = self._sub_tree("val")
+            if self.test_fraction > 0:
+                labels = np.array([label for _, label in train])
+                tr, te = stratified_split(labels, self.test_fraction, self.test_seed)
+                train, test = [train[i] for i in tr], [train[i] for i in te]
         else:
             samples = make_samples(self.root, self.classes, self.extensions)
             labels = np.array([label for _, label in samples])
-            tr, va = stratified_split(labels, self.val_fraction, self.seed)
-            train, val = [samples[i] for i in tr], [samples[i] for i in va]
-        self.train_samples, self.val_samples = train, val
+            tr, va, te = carve_splits(labels, self.val_fraction, self.test_fraction, self.seed, self.test_seed)
+            train, val, test = [samples[i] for i in tr], [samples[i] for i in va], [samples[i] for i in te]
+        if self.test_dir is not None:
+            test = self._sub_tree("test")
+        self.train_samples, self.val_samples, self.test_samples = train, val, test
         if self.mean is None or self.std is None:
             self.mean, self.std = self._estimate_stats(train)
         norm = Normalize(self.mean, self.std)
-        self.train_set = FolderDataset(train, self._train_tf(norm))
+        self.train_set = FolderDataset(train + val if self.train_on_val else train, self._train_tf(norm))
         self.val_set = FolderDataset(val, Compose([*self._eval_pil(), norm]))
+        if test:
+            self.test_set = FolderDataset(test, Compose([*self._eval_pil(), norm]))
+
+    def _sub_tree(self, name: str) -> list[tuple[Path, int]]:
+        """The samples of ``root/<name>/<class>/...`` for the training classes (val/ or test/)."""
+        folder = self.root / name
+        samples = make_samples(folder, self.classes, self.extensions)
+        extra = sorted(set(find_classes(folder, self.extensions)) - set(self.classes))
+        if extra:
+            raise ValueError(f"imagefolder: {name}/ has classes missing from train/: {extra}")
+        if not samples:
+            raise ValueError(f"imagefolder: {str(folder)!r} holds no images of the training classes")
+        return samples
+
+    def split_keys(self) -> dict[str, list]:
+        self.setup()
+        rel = lambda samples: [str(p.relative_to(self.root)) for p, _ in samples]  # noqa: E731
+        return {"val": rel(self.val_samples), "test": rel(self.test_samples)}
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "root": str(self.root), "augment": self.augment, "image_size": self.image_size}
+        return {**super().describe(), "root": str(self.root), "augment": self.augment, "image_size": self.image_size,
+                "test_fraction": self.test_fraction, "test_dir": self.test_dir is not None}

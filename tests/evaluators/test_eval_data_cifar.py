@@ -23,10 +23,11 @@ def cifar10_dir(tmp_path):
 
 
 def test_cifar10_layout_pixels_and_labels(cifar10_dir):
-    dm = get_datamodule("cifar10", root=cifar10_dir, augment=False)  # parent dir is accepted
+    # parent dir is accepted; val_fraction=None validates on the test batch (legacy opt-in, then no test split)
+    dm = get_datamodule("cifar10", root=cifar10_dir, augment=False, val_fraction=None)
     assert dm.input_shape == (3, 32, 32) and dm.num_classes == 10
     dm.setup()
-    assert len(dm.train_set) == 40 and len(dm.val_set) == 6
+    assert len(dm.train_set) == 40 and len(dm.val_set) == 6 and dm.test_set is None
     raw = load_batch(dm.root / "data_batch_2")
     row = np.asarray(raw["data"][3])
     img = dm.train_set.images[8 + 3]  # batches are concatenated in order 1..5
@@ -43,18 +44,24 @@ def test_cifar10_layout_pixels_and_labels(cifar10_dir):
 
 
 def test_cifar10_augmented_batches(cifar10_dir):
-    dm = get_datamodule("cifar10", root=cifar10_dir / "cifar-10-batches-py", batch_size=16)
+    dm = get_datamodule("cifar10", root=cifar10_dir / "cifar-10-batches-py", batch_size=16, val_fraction=0.25)
     torch.manual_seed(0)
     xb, yb = next(iter(dm.train_dataloader()))
     assert xb.shape == (16, 3, 32, 32) and xb.dtype == torch.float32 and yb.dtype == torch.long
     xv, _ = next(iter(dm.val_dataloader()))
-    assert xv.shape == (6, 3, 32, 32)
+    assert xv.shape == (10, 3, 32, 32)
+    xt, _ = next(iter(dm.test_dataloader()))  # the test batch is the held-out test split
+    assert xt.shape == (6, 3, 32, 32)
 
 
 def test_cifar10_val_fraction_holds_out_training_images(cifar10_dir):
     dm = get_datamodule("cifar10", root=cifar10_dir, val_fraction=0.25, augment=False)
     dm.setup()
-    assert len(dm.train_set) + len(dm.val_set) == 40 and len(dm.val_set) == 10
+    assert len(dm.train_set) + len(dm.val_set) == 40 and len(dm.val_set) == 10 and len(dm.test_set) == 6
+    merged = get_datamodule("cifar10", root=cifar10_dir, val_fraction=0.25, augment=False, train_on_val=True)
+    merged.setup()
+    assert len(merged.train_set) == 40 and len(merged.val_set) == 10 and len(merged.test_set) == 6
+    assert merged.split_keys()["val"] == dm.split_keys()["val"]
 
 
 def test_cifar100_train_test_layout(tmp_path):
@@ -63,11 +70,11 @@ def test_cifar100_train_test_layout(tmp_path):
     fine = [0, 57, 99, 12]
     write_cifar_batch(root / "train", random_cifar_images(4, 0), fine, label_key=b"fine_labels", extra={b"coarse_labels": [0, 1, 19, 3]})
     write_cifar_batch(root / "test", random_cifar_images(2, 1), [99, 1], label_key=b"fine_labels", extra={b"coarse_labels": [4, 5]})
-    dm = get_datamodule("cifar100", root=root, augment=False)
+    dm = get_datamodule("cifar100", root=root, augment=False, val_fraction=None)
     assert dm.num_classes == 100
     dm.setup()
     assert dm.train_set.labels.tolist() == fine
-    coarse = get_datamodule("cifar100", root=tmp_path, label_mode="coarse")
+    coarse = get_datamodule("cifar100", root=tmp_path, label_mode="coarse", val_fraction=None)
     coarse.setup()
     assert coarse.num_classes == 20 and coarse.train_set.labels.tolist() == [0, 1, 19, 3]
 

@@ -26,10 +26,10 @@ def test_shapes_known_before_setup():
 def test_split_is_stratified_disjoint_and_complete():
     dm = DigitsDataModule(val_fraction=0.2, seed=0)
     dm.setup()
-    tr, va = dm.train_indices, dm.val_indices
-    assert len(np.intersect1d(tr, va)) == 0
-    assert len(tr) + len(va) == 1797
-    y = np.concatenate([dm.train_set.labels.numpy(), dm.val_set.labels.numpy()])
+    tr, va, te = dm.train_indices, dm.val_indices, dm.test_indices
+    assert len(np.intersect1d(tr, va)) == 0 and len(np.intersect1d(tr, te)) == 0 and len(np.intersect1d(va, te)) == 0
+    assert len(tr) + len(va) + len(te) == 1797 and (len(tr), len(va), len(te)) == (1149, 288, 360)
+    y = np.concatenate([dm.train_set.labels.numpy(), dm.val_set.labels.numpy(), dm.test_set.labels.numpy()])
     y_val = dm.val_set.labels.numpy()
     overall = np.bincount(y, minlength=10) / len(y)
     val_share = np.bincount(y_val, minlength=10) / len(y_val)

@@ -133,8 +133,10 @@ def test_named_real_data_sources_train_end_to_end(tmp_path):
     for i in range(1, 6):
         write_cifar_batch(tmp_path / f"data_batch_{i}", random_cifar_images(4, i), [0, 1, 2, 3])
     write_cifar_batch(tmp_path / "test_batch", random_cifar_images(4, 0), [0, 1, 2, 3])
-    result = evaluate(tiny_cnn(in_ch=3), data="cifar10", data_kwargs={"root": str(tmp_path)}, epochs=1, batch_size=8)
+    result = evaluate(tiny_cnn(in_ch=3), data="cifar10", data_kwargs={"root": str(tmp_path), "val_fraction": 0.25}, epochs=1,
+                      batch_size=8, test=True)
     assert result["epochs"] == 1 and 0.0 <= result["val_accuracy"] <= 1.0
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_loss"] > 0  # scored on the test batch
 
     folder = tmp_path / "folder"
     for c, value in (("a", 0), ("b", 255)):
