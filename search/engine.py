@@ -20,7 +20,8 @@ import numpy as np
 import optuna
 
 from search.config import ExperimentConfig, dump_config
-from search.pareto import default_reference_point, hypervolume, non_dominated_mask
+from search.pareto import hypervolume, non_dominated_mask
+from search.problem import define_problem
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.tracking import Tracker, resolve_tracking_uri
 from search.worker import TrialResult, TrialSpec
@@ -119,19 +120,24 @@ class SearchEngine:
         builder_kwargs = getattr(dm, "builder_kwargs", None)
         task = builder_kwargs() if callable(builder_kwargs) else None
         self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, task)
+        # the hypervolume reference point, fixed by the problem before any training (search.problem)
+        self.problem = define_problem(cfg, self.space, self.cost_model, self.input_shape, self.num_classes)
         self.out = cfg.out_dir
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if resume:
             run = json.loads((self.out / RUN_FILE).read_text())
-            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
+            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name, search_name=cfg.name)
             self.parent_id = run["parent_run_id"]
             self.tracker.attach_parent(self.parent_id)
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_config(cfg))
-            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
-            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
+            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name, search_name=cfg.name)
+            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")),
+                                                       tags={**_version_tags(), **self.problem.tags()})
             self.tracker.log_artifact(self.out / "config.yaml")
+            write_json_atomic(self.out / "problem.json", self.problem.to_json())
+            self.tracker.log_artifact(self.out / "problem.json")
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
         from search.journal import BufferedJournalFileBackend
@@ -286,7 +292,8 @@ class SearchEngine:
             tags["pruned_at_epoch"] = str(int(result.metrics.get("epochs", len(result.history))))
         if metrics:
             metrics["worker_time_s"] = result.worker_time_s
-        return {"arch": arch, "arch_id": aid, "state": state, "values": values, "reason": reason[:2000],
+        end_ms = int(time.time() * 1000)  # the run's real span: it is logged after the trial ended
+        return {"start_ms": end_ms - int(1000 * result.worker_time_s), "end_ms": end_ms,"arch": arch, "arch_id": aid, "state": state, "values": values, "reason": reason[:2000],
                 "metrics": {k: v for k, v in metrics.items() if v == v}, "history": result.history, "tags": tags,
                 "number": result.number}
 
@@ -329,11 +336,8 @@ class SearchEngine:
                 self.tracker.submit(self.tracker.log_parent_metrics, {"hypervolume": hypervolume(values, cfg.directions, ref)}, trial.number)
 
     def _fixed_reference(self) -> np.ndarray | None:
-        """The configured reference point, when it covers every objective."""
-        rp = self.cfg.reference_point
-        if all(n in rp for n in self.cfg.objective_names):
-            return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
-        return None
+        """The problem's reference point (known before training, so the curve is live)."""
+        return self.problem.reference
 
     def _retrain(self, executor) -> list[dict[str, Any]]:
         """Train each front member again from scratch with the ``retrain`` budget (new seed, no
@@ -365,7 +369,8 @@ class SearchEngine:
         return sorted(out, key=lambda r: r["trial"])
 
     def _log_retrain(self, number: int, o: dict[str, Any]) -> str:
-        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain")
+        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"], role="retrain",
+                                     start_ms=o.get("start_ms"), end_ms=o.get("end_ms"))
         d = self.out / "retrain" / str(number)
         if d.is_dir():
             self.tracker.client.log_artifacts(rid, str(d))
@@ -373,7 +378,8 @@ class SearchEngine:
 
     def _log_child(self, number: int, o: dict[str, Any]) -> str:
         """On the tracker's writer thread: the child run, then the trial's weights as its artifacts."""
-        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"])
+        rid = self.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"],
+                                     start_ms=o.get("start_ms"), end_ms=o.get("end_ms"))
         trial_dir = self.out / "trials" / str(number)
         if trial_dir.is_dir():  # weights + arch.json, unpacked from the worker's result by _finish
             self.tracker.client.log_artifacts(rid, str(trial_dir))
@@ -437,15 +443,8 @@ class SearchEngine:
         ref = None
         hv = 0.0
         if complete:
-            ref = default_reference_point(values, dirs)
-            for i, n in enumerate(names):
-                if n in cfg.reference_point:
-                    ref[i] = cfg.reference_point[n]
+            ref = self.problem.reference  # the live ``hypervolume`` curve used the same point
             hv = hypervolume(values, dirs, ref)
-            if self._fixed_reference() is None:
-                # The hypervolume as it grew, on the final reference point (step = trial number).
-                curve = [(rec.number, hypervolume(values[: k + 1], dirs, ref)) for k, rec in enumerate(complete)]
-                self.tracker.log_parent_series("hypervolume", curve)
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         counts = self._counts()
@@ -460,7 +459,8 @@ class SearchEngine:
             **counts,
             "front": front_rows,
             "hypervolume": hv,
-            "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
+            "reference_point": self.problem.reference_point,
+            "problem": self.problem.key,
             "wall_time_s": round(wall_s, 2),
             "retrained": self.retrained,
             "failures": [{"trial": r.number, "state": r.state, "reason": r.reason} for r in sorted(self.records.values(), key=lambda r: r.number) if r.state != "complete"],
@@ -475,6 +475,7 @@ class SearchEngine:
                               f"{cfg.name}: {len(front)} on the front of {len(complete)}")
             for name in ("pareto.csv", "pareto.png", "pareto.html"):
                 self.tracker.log_artifact(self.out / name)
+            self.tracker.log_front_table(front_rows, names)
             self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")

@@ -1,10 +1,8 @@
 """Pareto fronts and hypervolume for any number of objectives with mixed directions.
 
-Why our own: Optuna exposes ``study.best_trials`` but its hypervolume routine is private, and
-the search needs the front over arbitrary records (resumed studies, several experiments in
-``abacus compare``) on one shared reference point. Points are first turned into minimisation
-(maximised objectives negated); the hypervolume is exact: a sweep in 2-D and recursive slicing
-(HSO) above, which is fast for the front sizes a search produces (tens to hundreds of points).
+The front is taken over arbitrary records (resumed studies, several experiments in ``abacus
+compare``); points are first turned into minimisation (maximised objectives negated). The
+hypervolume itself is moocore's (exact, any number of objectives).
 """
 
 from __future__ import annotations
@@ -44,7 +42,12 @@ def default_reference_point(values: np.ndarray, directions: Sequence[str]) -> np
 
 
 def hypervolume(values: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> float:
-    """Volume dominated by ``values`` and bounded by ``reference`` (both in original units)."""
+    """Volume dominated by ``values`` and bounded by ``reference`` (both in original units).
+
+    Computed by moocore (exact; dimension-sweep algorithms in 2-D/3-D, WFG-style above). Points
+    not strictly better than the reference in every objective contribute nothing."""
+    import moocore
+
     values = np.asarray(values, dtype=float).reshape(-1, len(directions))
     if len(values) == 0:
         return 0.0
@@ -53,33 +56,4 @@ def hypervolume(values: np.ndarray, directions: Sequence[str], reference: Sequen
     pts = pts[np.all(pts < ref, axis=1)]
     if len(pts) == 0:
         return 0.0
-    pts = pts[non_dominated_mask(pts, ["minimize"] * pts.shape[1])]
-    return float(_hv(np.unique(pts, axis=0), ref))
-
-
-def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
-    d = pts.shape[1]
-    if d == 1:
-        return float(ref[0] - pts[:, 0].min())
-    if d == 2:
-        order = np.argsort(pts[:, 0])
-        total, best_y = 0.0, ref[1]
-        for x, y in pts[order]:
-            if y < best_y:
-                total += (ref[0] - x) * (best_y - y)
-                best_y = y
-        return total
-    # Slice along the last objective: between consecutive levels the dominated set is the
-    # (d-1)-dimensional hypervolume of the points at or below that level.
-    order = np.argsort(pts[:, -1])
-    pts = pts[order]
-    levels = list(pts[:, -1]) + [ref[-1]]
-    total = 0.0
-    for i in range(len(pts)):
-        height = levels[i + 1] - levels[i]
-        if height <= 0:
-            continue
-        sub = pts[: i + 1, :-1]
-        sub = sub[non_dominated_mask(sub, ["minimize"] * sub.shape[1])]
-        total += height * _hv(sub, ref[:-1])
-    return total
+    return float(moocore.hypervolume(pts, ref=ref))
