@@ -472,7 +472,9 @@ class SearchEngine:
 
             write_pareto_html(self.out / "pareto.html", values, non_dominated_mask(values, dirs), names, dirs,
                               [hover_text(r.number, r.arch_id, r.arch, r.values) for r in complete],
-                              f"{cfg.name}: {len(front)} on the front of {len(complete)}")
+                              f"{cfg.name}: {len(front)} on the front of {len(complete)}<br><sup>hypervolume {hv:.6g} on the reference point "
+                              f"of problem {self.problem.key}: " + ", ".join(f"{n}={v:.6g}" for n, v in self.problem.reference_point.items()) + "</sup>",
+                              reference=ref)
             for name in ("pareto.csv", "pareto.png", "pareto.html"):
                 self.tracker.log_artifact(self.out / name)
             self.tracker.log_front_table(front_rows, names)

@@ -8,7 +8,7 @@ problem alone:
 - cost objectives (energy, latency, power, resources; params and MACs): the worst value over the
   search space on the configured device, found with the cost model (no training) by coordinate
   ascent from the numerically largest architecture (every non-numeric choice, both ends of a
-  numeric dimension; at most 40 architectures costed). The ascent finds the costliest architecture of spaces whose cost grows
+  numeric dimension; at most 64 architectures costed; small spaces are enumerated). The ascent finds the costliest architecture of spaces whose cost grows
   monotonically in each dimension (widths, depths, bits, op kinds); for others it is a local
   maximum, so ``COST_HEADROOM`` (10 %) is added on top. A trial beyond it adds no volume.
 - quality objectives: a declared bound: chance level for accuracy (1 / classes) and for the
@@ -25,6 +25,7 @@ budget and worker count are *not* part of it: they are what one compares.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -103,11 +104,12 @@ def undeclarable(names: Sequence[str], configured: Mapping[str, float]) -> list[
 
 
 def worst_over_space(space, fixed: Mapping[str, Any], measure: Callable[[dict], Mapping[str, float]],
-                     names: Sequence[str], max_passes: int = 2, max_evals: int = 40) -> tuple[dict[str, float], dict[str, dict]]:
-    """Per name, the largest value ``measure`` gives over ``space`` by coordinate ascent from the
-    numerically largest architecture, and the architecture where it was found. ``fixed`` values
-    are never changed; at most ``max_evals`` architectures are measured (building and tracing a
-    large network takes seconds when the space describes no workloads)."""
+                     names: Sequence[str], max_passes: int = 2, max_evals: int = 64) -> tuple[dict[str, float], dict[str, dict]]:
+    """Per name, the largest value ``measure`` gives over ``space`` and the architecture where it
+    was found: every combination of candidate values when there are at most ``max_evals`` of
+    them, else coordinate ascent from the numerically largest architecture (and from it with one
+    op kind everywhere), measuring at most ``max_evals`` architectures in all (building and tracing
+    a large network takes seconds when the space describes no workloads). ``fixed`` stays fixed."""
     from spaces import Categorical, FloatRange, IntRange
 
     cache: dict[str, Mapping[str, float] | None] = {}
@@ -131,16 +133,32 @@ def worst_over_space(space, fixed: Mapping[str, Any], measure: Callable[[dict], 
             return [dim.low, dim.high]
         return []
 
-    # start from the largest value of every numeric dimension (the costliest network of monotone spaces)
+    # starts: the largest value of every numeric dimension (the costliest network of monotone
+    # spaces), and that with one op kind everywhere (costs that need two stages to agree, such as
+    # a shared unit, are out of reach of single-coordinate moves)
+    free = [d for d in space.dimensions if d.label not in fixed]
     top = {d.label: (d.high if isinstance(d, (IntRange, FloatRange)) else max(d.choices))
-           for d in space.dimensions if isinstance(d, (IntRange, FloatRange)) or (isinstance(d, Categorical) and numeric(d))}
-    start = space.complete({**top, **fixed})
+           for d in free if isinstance(d, (IntRange, FloatRange)) or (isinstance(d, Categorical) and numeric(d))}
+    kinds = list(dict.fromkeys(c for d in free if isinstance(d, Categorical) and not numeric(d) for c in d.choices))
+    starts = [space.complete({**top, **fixed})]
+    starts += [space.complete({**top, **{d.label: k for d in free if isinstance(d, Categorical) and not numeric(d) and k in d.choices}, **fixed})
+               for k in kinds]
+    free = [d for d in free if any(d.label in st for st in starts)]  # never-active dimensions add nothing
+    grid = math.prod(len(candidates(d)) for d in free)
+    if grid <= max_evals:  # small enough to measure every combination of the candidate values
+        starts = [space.complete({**top, **dict(zip([d.label for d in free], combo)), **fixed})
+                  for combo in itertools.product(*(candidates(d) for d in free))]
     worst: dict[str, float] = {}
     where: dict[str, dict] = {}
     for name in names:
-        arch = start
-        best = (value(arch) or {}).get(name, -math.inf)
-        for _ in range(max_passes):
+        best, arch = -math.inf, starts[0]
+        for start in starts:
+            if space.problems(start):
+                continue
+            v = (value(start) or {}).get(name, -math.inf)
+            if v > best:
+                best, arch = v, start
+        for _ in range(max_passes if grid > max_evals else 0):
             grew = False
             for dim in space.dimensions:
                 if dim.label in fixed or dim.label not in arch:
