@@ -163,7 +163,7 @@ def cost(
 
         try:
             record = read_arch(model_dir)
-            model = supernets.load_exported(model_dir)
+            model = supernets.load_exported(model_dir, raw_inputs=False)
         except (FileNotFoundError, ValueError) as exc:
             _fail(f"--model: {exc}")
         shape = shape or tuple(record["task"].get("input_shape", (1, 8, 8)))

@@ -488,7 +488,8 @@ class SearchEngine:
 
         out = Console()
         out.print(front_table(summary["front"], self.cfg.objective_names,
-                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)"))
+                              f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)",
+                              search=summary["experiment"] if self.cfg.save_weights else None))
         ref = summary["reference_point"]
         out.print(f"hypervolume {summary['hypervolume']:.6g} (reference point {ref}); complete {summary['complete']}, failed {summary['failed']}, "
                   f"infeasible {summary['infeasible']}, pruned {summary['pruned']}; wall time {summary['wall_time_s']:.1f} s")

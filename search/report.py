@@ -67,11 +67,14 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str):
+def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str, search: str | None = None):
+    """``search`` (the MLflow experiment) adds the column of what ``abacus export`` takes."""
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("trial", justify="right")
+    if search:
+        table.add_column("abacus export", no_wrap=True)
     table.add_column("arch id")
     for n in objective_names:
         table.add_column(n, justify="right")
@@ -84,5 +87,6 @@ def front_table(front: Sequence[dict], objective_names: Sequence[str], title: st
     for row in front:
         arch = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in row["arch"].items() if k in labels)
-        table.add_row(str(row["trial"]), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], arch)
+        table.add_row(str(row["trial"]), *([f"{search}:{row['trial']}"] if search else []), row["arch_id"],
+                      *[f"{row['values'][n]:.4g}" for n in objective_names], arch)
     return table
