@@ -215,9 +215,22 @@ def test_ui_command_line_binds_localhost(tmp_path, monkeypatch):
     (tmp_path / "m.db").touch()
     (tmp_path / "exp.yaml").write_text(f"name: e\nspace: addernet-resnet\nmlflow: {{tracking_uri: 'sqlite:///{tmp_path / 'm.db'}'}}\n")
     seen = []
-    monkeypatch.setattr("os.execv", lambda path, argv: seen.append(argv))
-    ui_command(tracking_uri=None, port=5055, config=tmp_path / "exp.yaml")
-    assert seen == [mlflow_ui_argv(f"sqlite:///{tmp_path / 'm.db'}", 5055)]
+    monkeypatch.setattr("os.execve", lambda path, argv, env: seen.append((argv, env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"])))
+    port = _free_port()
+    ui_command(tracking_uri=None, port=port, config=tmp_path / "exp.yaml")
+    assert seen == [(mlflow_ui_argv(f"sqlite:///{tmp_path / 'm.db'}", port), "false")]  # no job runners unless --jobs
+    ui_command(tracking_uri=None, port=port, config=tmp_path / "exp.yaml", jobs=True)
+    assert seen[-1][1] == "true"
+    # a taken port: one line, exit 2, nothing started
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = typer.Typer()
+        app.command("ui")(ui_command)
+        app.command("other")(lambda: None)
+        res = CliRunner().invoke(app, ["ui", "--config", str(tmp_path / "exp.yaml"), "--port", str(taken.getsockname()[1])])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "in use" in res.output, res.output
+    assert len(seen) == 2
 
 
 def _free_port() -> int:
