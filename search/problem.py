@@ -8,7 +8,8 @@ problem alone:
 - cost objectives (energy, latency, power, resources; params and MACs): the worst value over the
   search space on the configured device, found with the cost model (no training) by coordinate
   ascent from the numerically largest architecture (every non-numeric choice, both ends of a
-  numeric dimension; at most 64 architectures costed; small spaces are enumerated). The ascent finds the costliest architecture of spaces whose cost grows
+  numeric dimension; at most 64 architectures costed, 6 for spaces whose networks must be built
+  and traced to be costed; small spaces are enumerated). The ascent finds the costliest architecture of spaces whose cost grows
   monotonically in each dimension (widths, depths, bits, op kinds); for others it is a local
   maximum, so ``COST_HEADROOM`` (10 %) is added on top. A trial beyond it adds no volume.
 - quality objectives: a declared bound: chance level for accuracy (1 / classes) and for the
@@ -34,6 +35,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 COST_HEADROOM = 0.10
+MAX_EVALS = 64  # architectures costed when the space describes its workloads (analytic, fast)
+MAX_EVALS_BUILT = 6  # when each one must be built and traced (a large TNT takes seconds to minutes)
 TAG_PROBLEM = "abacus.problem"
 TAG_REFERENCE = "abacus.reference."
 # data options that say where the data is or how it is batched, not which problem it poses
@@ -155,6 +158,8 @@ def worst_over_space(space, fixed: Mapping[str, Any], measure: Callable[[dict], 
         for start in starts:
             if space.problems(start):
                 continue
+            if len(cache) >= max_evals and space.arch_id(start) not in cache:
+                break
             v = (value(start) or {}).get(name, -math.inf)
             if v > best:
                 best, arch = v, start
@@ -208,13 +213,16 @@ def define_problem(cfg, space, cost_model, input_shape: Sequence[int], num_class
     cost_names = [n for n in names if n in COST_OBJECTIVES and n not in configured]
     model_names = [n for n in names if n in MODEL_OBJECTIVES and n not in configured]
     if cost_names:
-        worst, where = worst_over_space(space, cfg.fixed, lambda a: cost_model(a)[0], cost_names)
+        # a space that describes its workloads is costed in milliseconds; others are built and traced
+        evals = MAX_EVALS if space.workloads_fn is not None else MAX_EVALS_BUILT
+        worst, where = worst_over_space(space, cfg.fixed, lambda a: cost_model(a)[0], cost_names, max_evals=evals)
         for n in cost_names:
             ref[n] = worst[n] * (1 + COST_HEADROOM)
             sources[n] = f"cost model: worst over the space on {cfg.hardware.device} ({worst[n]:.6g}) + {COST_HEADROOM:.0%}"
         worst_arch = where[cost_names[0]]
     if model_names:
-        worst, _ = worst_over_space(space, cfg.fixed, lambda a: model_size(space, a, input_shape, num_classes), model_names)
+        worst, _ = worst_over_space(space, cfg.fixed, lambda a: model_size(space, a, input_shape, num_classes), model_names,
+                                    max_evals=MAX_EVALS_BUILT)
         for n in model_names:
             ref[n] = worst[n] * (1 + COST_HEADROOM)
             sources[n] = f"largest network of the space ({worst[n]:.6g}) + {COST_HEADROOM:.0%}"
