@@ -13,7 +13,7 @@ problem alone:
   monotonically in each dimension (widths, depths, bits, op kinds); for others it is a local
   maximum, so ``COST_HEADROOM`` (10 %) is added on top. A trial beyond it adds no volume.
 - quality objectives: a declared bound: chance level for accuracy (1 / classes) and for the
-  cross-entropy loss (ln classes); 0 for throughput.
+  cross-entropy loss (ln classes) of classifiers; 0 dB for PSNR, 0 for SSIM and throughput.
 - anything in the config's ``reference_point`` replaces the above (and is part of the key).
 
 ``Problem.key`` hashes what makes two searches comparable: the space after ``restrict`` and
@@ -91,11 +91,13 @@ def problem_key(description: Mapping[str, Any]) -> str:
 
 def declared_bound(name: str, num_classes: int) -> tuple[float, str] | None:
     """The bound a quality objective declares by itself, or ``None`` when it has none."""
-    if name in ("val_accuracy", "best_val_accuracy"):
+    if name in ("val_accuracy", "best_val_accuracy") and num_classes >= 2:
         return 1.0 / num_classes, f"chance level (1/{num_classes} classes)"
-    if name == "val_loss":
+    if name == "val_loss" and num_classes >= 2:
         return math.log(num_classes), f"cross-entropy of a uniform guess (ln {num_classes})"
-    if name == "throughput_fps":
+    if name == "val_psnr":
+        return 0.0, "declared bound 0 dB"
+    if name in ("val_ssim", "throughput_fps"):
         return 0.0, "declared bound 0"
     return None
 
