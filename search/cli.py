@@ -18,6 +18,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="abacus: neur
                   pretty_exceptions_enable=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        import importlib.metadata as md
+
+        try:
+            version = md.version("abacus-nas")
+        except md.PackageNotFoundError:  # run from a source tree that was never installed
+            version = "unknown (not installed)"
+        typer.echo(f"abacus {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")) -> None:
+    """abacus: neural-architecture search for efficient networks."""
+
+
 def _fail(message: str) -> None:
     typer.echo(f"abacus: error: {message}", err=True)
     raise typer.Exit(code=2)
@@ -162,8 +179,9 @@ def cost(
     model_dir: Optional[Path] = typer.Option(None, "--model", help="an exported model directory (abacus export) instead of --space/--arch"),
     device: str = typer.Option("zcu104", "--device", help="device name (hw_cost.list_devices()) or YAML path"),
     style: str = typer.Option("overlay", "--style", help="overlay or dataflow"),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W of one input (default 1,8,8, or the exported model's)"),
-    num_classes: int = typer.Option(10, "--num-classes"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="C,H,W of one input (default: --data's, the exported model's, or digits' 1,8,8 with a note)"),
+    data: Optional[str] = typer.Option(None, "--data", help="take the input shape and classes from this data set (e.g. digits)"),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="classifier outputs (default: the data set's, else 10)"),
     mult_impl: str = typer.Option("auto", "--mult-impl", help="auto, dsp or lut"),
     pe_array: Optional[str] = typer.Option(None, "--pe-array", help="fixed PE array P_in,P_out (default: sized to the device)"),
     bits: Optional[int] = typer.Option(None, "--bits", help="default bits for layers that do not state theirs"),
@@ -195,7 +213,7 @@ def cost(
 
         try:
             record = read_arch(model_dir)
-            model = supernets.load_exported(model_dir)
+            model = supernets.load_exported(model_dir, raw_inputs=False)
         except (FileNotFoundError, ValueError) as exc:
             _fail(f"--model: {exc}")
         shape = shape or tuple(record["task"].get("input_shape", (1, 8, 8)))
@@ -217,8 +235,16 @@ def cost(
             _fail(str(exc))
         import supernets
 
-        shape = shape or (1, 8, 8)
-        model = supernets.build(s, a, input_shape=shape, num_classes=num_classes)
+        if shape is None:
+            from search.cost_inputs import input_from_data
+
+            try:
+                shape, num_classes, note = input_from_data(data, num_classes)
+            except ValueError as exc:
+                _fail(str(exc))
+            if note:
+                typer.echo(note, err=True)
+        model = supernets.build(s, a, input_shape=shape, num_classes=num_classes if num_classes is not None else 10)
         from supernets.dynamic import assume_costs
 
         if assume_costs(model, "target"):

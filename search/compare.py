@@ -1,16 +1,21 @@
 """``abacus compare EXP [EXP...]``: several searches' fronts on one plot and one reference point.
 
-Hypervolumes are only comparable on a shared reference point, so the point is computed once
-over the complete trials of *all* searches (the worst value per objective, padded 10% of the
-range as ``default_reference_point`` does) unless the user fixes it with ``--ref``. Each
-search's own ``hypervolume_final`` in MLflow used its own point and must not be compared.
+Hypervolumes are only comparable on one reference point, and a search records the point its
+*problem* fixes (``search.problem``: cost-model worst over the space, declared quality bounds)
+with a problem key on its parent run. Searches of one problem are compared on that recorded
+point, so the hypervolumes here equal each parent's ``hypervolume_final`` in MLflow. Searches of
+different problems (or recorded before problems were) are refused unless ``--ref`` fixes every
+objective: abacus never puts different problems on one axis by itself.
+
+The comparison is logged as one run of the ``abacus-compare`` experiment with one child run per
+search; every child has the same metric keys (``hypervolume``, ``share_of_best``, ``front_size``,
+``trials``) and a ``search`` param, so comparisons tabulate against each other in MLflow.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -19,15 +24,11 @@ from typing import Annotated, Any, Mapping, Optional, Sequence
 import numpy as np
 import typer
 
-from search.pareto import default_reference_point, hypervolume, non_dominated_mask
+from search.pareto import hypervolume, non_dominated_mask
+from search.problem import TAG_PROBLEM, reference_from_tags
 from search.runs import RunLookupError, SearchRecord, read_search
 
 COMPARE_EXPERIMENT = "abacus-compare"
-
-
-def _metric_key(label: str) -> str:
-    """MLflow metric names allow letters, digits, ``_-. /``; anything else becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", label)
 
 
 def _unique_labels(records: Sequence[SearchRecord]) -> None:
@@ -85,15 +86,12 @@ def compare(experiments: Sequence[str], tracking_uri: str | None = None, out: Pa
     empty = [r.label for r in records if not r.trials]
     if len(empty) == len(records):
         raise RunLookupError(f"experiments {', '.join(map(repr, empty))}: expected complete trials, found none")
-    all_values = np.vstack([r.values() for r in records if r.trials])
-    ref = default_reference_point(all_values, dirs)
     fixed = dict(reference or {})
     unknown = [k for k in fixed if k not in names]
     if unknown:
         raise RunLookupError(f"--ref: expected objectives among {', '.join(names)}, found {', '.join(unknown)}")
-    for i, n in enumerate(names):
-        if n in fixed:
-            ref[i] = float(fixed[n])
+    problem, recorded = shared_problem(records, names, fixed)
+    ref = np.array([fixed.get(n, recorded.get(n, np.nan) if recorded else np.nan) for n in names], dtype=float)
 
     rows: list[dict[str, Any]] = []
     for r in records:
@@ -113,17 +111,21 @@ def compare(experiments: Sequence[str], tracking_uri: str | None = None, out: Pa
     out = Path(out) if out is not None else _default_out()
     out.mkdir(parents=True, exist_ok=True)
     title = f"{' vs '.join(r.label for r in records)}"
-    _write_tables(out, rows, names)
+    _write_tables(out, rows, names, problem)
     _plot_png(out / "compare.png", rows, names, dirs, title, ref)
     from search.html_report import hover_text, write_overlay_html
 
+    ref_text = ", ".join(f"{n}={v:.6g}" for n, v in zip(names, ref))
+    hv_text = "; ".join(f"{row['experiment']}: {row['hypervolume']:.6g} ({100 * row['share_of_best']:.1f}%)" for row in rows)
     write_overlay_html(out / "compare.html",
-                       [{"label": row["experiment"], "values": row["_values"], "front_mask": row["_mask"],
+                       [{"label": f"{row['experiment']} (HV {row['hypervolume']:.4g})", "values": row["_values"], "front_mask": row["_mask"],
                          "hover_texts": [f"{row['experiment']}<br>" + hover_text(t["number"], t["arch_id"], t["arch"], t["values"])
                                          for t in row["_record"].trials]} for row in rows],
-                       names, dirs, f"{title}: hypervolume on a shared reference point")
+                       names, dirs, f"{title}<br><sup>hypervolume {hv_text}<br>reference point {ref_text}"
+                       f"{f' (problem {problem})' if problem else ' (given with --ref)'}</sup>", reference=ref)
     result: dict[str, Any] = {
         "objectives": [{"name": n, "direction": d} for n, d in zip(names, dirs)],
+        "problem": problem,
         "reference_point": {n: float(v) for n, v in zip(names, ref)},
         "experiments": [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows],
         "out_dir": str(out),
@@ -133,25 +135,43 @@ def compare(experiments: Sequence[str], tracking_uri: str | None = None, out: Pa
     (out / "compare.json").write_text(json.dumps(result, indent=2))
     if log_to_mlflow:
         uri = tracking_uri or (records[0].tracking_uri if all(r.source != "experiment" for r in records) else resolve_tracking_uri(None))
-        result["compare_run_id"] = _log_run(uri, records, rows, result["reference_point"], out)
+        result["compare_run_id"] = _log_run(uri, records, rows, result["reference_point"], out, problem)
         result["tracking_uri"] = uri
         (out / "compare.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def _write_tables(out: Path, rows: list[dict], names: Sequence[str]) -> None:
+def shared_problem(records: Sequence[SearchRecord], names: Sequence[str], fixed: Mapping[str, float]) -> tuple[str | None, dict[str, float] | None]:
+    """The problem key and recorded reference point all ``records`` share; without one, ``--ref``
+    must fix every objective (then the key is ``None``)."""
+    keys = {r.label: r.tags.get(TAG_PROBLEM) for r in records}
+    if len(set(keys.values())) == 1 and None not in keys.values():
+        recorded = reference_from_tags(records[0].tags, names)
+        if recorded is not None:
+            return next(iter(keys.values())), recorded
+    if all(n in fixed for n in names):
+        return None, None
+    missing = [label for label, k in keys.items() if k is None]
+    why = (f"{', '.join(map(repr, missing))} recorded no problem key (searched before abacus recorded one)" if missing else
+           "they are different problems (" + ", ".join(f"{label!r}: {k}" for label, k in keys.items()) + "; see problem.json in each run)")
+    raise RunLookupError(f"EXP: expected searches of one problem, whose hypervolumes share a reference point, but {why}; "
+                         f"to compare them anyway on a point you choose, pass --ref for every objective ({', '.join(f'{n}=...' for n in names)})")
+
+
+def _write_tables(out: Path, rows: list[dict], names: Sequence[str], problem: str | None) -> None:
+    """Numbers as plain numbers (``float``/``int``), so spreadsheets and pandas read them as such."""
     with open(out / "hypervolume.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["experiment", "source", "parent_run_id", "trials", "front_size", "hypervolume", "share_of_best"])
+        w.writerow(["experiment", "source", "parent_run_id", "problem", "trials", "front_size", "hypervolume", "share_of_best"])
         for row in rows:
-            w.writerow([row["experiment"], row["source"], row["parent_run_id"], row["trials"], row["front_size"],
-                        repr(row["hypervolume"]), repr(row["share_of_best"])])
+            w.writerow([row["experiment"], row["source"], row["parent_run_id"], problem or "", int(row["trials"]), int(row["front_size"]),
+                        float(row["hypervolume"]), float(row["share_of_best"])])
     with open(out / "fronts.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["experiment", "trial", "arch_id", *names, "run_id", "arch"])
         for row in rows:
             for t in row["front"]:
-                w.writerow([row["experiment"], t["trial"], t["arch_id"], *[repr(t["values"][n]) for n in names], t["run_id"],
+                w.writerow([row["experiment"], int(t["trial"]), t["arch_id"], *[float(t["values"][n]) for n in names], t["run_id"],
                             json.dumps(t["arch"], sort_keys=True)])
 
 
@@ -190,28 +210,34 @@ def _plot_png(path: Path, rows: list[dict], names: Sequence[str], dirs: Sequence
     plt.close(fig)
 
 
-def _log_run(uri: str, records: Sequence[SearchRecord], rows: list[dict], ref: Mapping[str, float], out: Path) -> str:
+def _log_run(uri: str, records: Sequence[SearchRecord], rows: list[dict], ref: Mapping[str, float], out: Path, problem: str | None) -> str:
+    """One parent run per comparison (params, artifacts) and one child per search, each child with
+    the same param and metric keys, so any number of comparisons tabulate in MLflow's runs table."""
     from mlflow.entities import Metric, Param
-
     from mlflow.tracking import MlflowClient
+
+    from search.run_layout import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     client = MlflowClient(uri)  # the store was read already, so it exists
     exp = client.get_experiment_by_name(COMPARE_EXPERIMENT)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(COMPARE_EXPERIMENT)
-    run = client.create_run(exp_id, run_name=" vs ".join(r.label for r in records)[:250], tags={"abacus.role": "compare"})
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(COMPARE_EXPERIMENT, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    name = " vs ".join(r.label for r in records)[:250]
+    common = {"problem": problem or "given with --ref", "objectives": json.dumps([{"name": n, "direction": d} for n, d in records[0].objectives]),
+              **{f"reference.{n}": repr(float(v)) for n, v in ref.items()}}
+    run = client.create_run(exp_id, run_name=name, tags={"abacus.role": "compare", **({"abacus.problem": problem} if problem else {})})
     rid = run.info.run_id
-    params = [Param(f"experiment.{i}", r.label) for i, r in enumerate(records)]
-    params += [Param(f"parent_run.{i}", r.parent_run_id) for i, r in enumerate(records)]
-    params += [Param("objectives", json.dumps([{"name": n, "direction": d} for n, d in records[0].objectives]))]
-    params += [Param(f"reference.{n}", repr(v)) for n, v in ref.items()]
-    metrics = []
-    for row in rows:
-        key = _metric_key(row["experiment"])
-        metrics += [Metric(f"hypervolume.{key}", row["hypervolume"], 0, 0), Metric(f"share_of_best.{key}", row["share_of_best"], 0, 0),
-                    Metric(f"front_size.{key}", float(row["front_size"]), 0, 0), Metric(f"trials.{key}", float(row["trials"]), 0, 0)]
-    client.log_batch(rid, metrics=metrics, params=params)
-    for name in ("compare.png", "compare.html", "hypervolume.csv", "fronts.csv", "compare.json"):
-        client.log_artifact(rid, str(out / name))
+    client.log_batch(rid, params=[Param("searches", json.dumps([r.label for r in records])[:6000])] + [Param(k, v) for k, v in common.items()])
+    now = int(time.time() * 1000)
+    for r, row in zip(records, rows):
+        child = client.create_run(exp_id, run_name=f"{name[:200]} / {r.label}"[:250],
+                                  tags={"mlflow.parentRunId": rid, "abacus.role": "compare-search"})
+        params = [Param("search", r.label), Param("parent_run_id", r.parent_run_id)] + [Param(k, v) for k, v in common.items()]
+        metrics = [Metric("hypervolume", float(row["hypervolume"]), now, 0), Metric("share_of_best", float(row["share_of_best"]), now, 0),
+                   Metric("front_size", float(row["front_size"]), now, 0), Metric("trials", float(row["trials"]), now, 0)]
+        client.log_batch(child.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(child.info.run_id, "FINISHED")
+    for fname in ("compare.png", "compare.html", "hypervolume.csv", "fronts.csv", "compare.json"):
+        client.log_artifact(rid, str(out / fname))
     client.set_terminated(rid, "FINISHED")
     return rid
 
@@ -220,7 +246,8 @@ def compare_table(result: Mapping[str, Any]):
     from rich.table import Table
 
     ref = ", ".join(f"{k}={v:.6g}" for k, v in result["reference_point"].items())
-    table = Table(title=f"hypervolume on one reference point ({ref})")
+    where = f"problem {result['problem']}" if result.get("problem") else "given with --ref"
+    table = Table(title=f"hypervolume on one reference point ({ref}; {where})")
     for col, just in (("experiment", "left"), ("trials", "right"), ("front", "right"), ("hypervolume", "right"), ("share of best", "right")):
         table.add_column(col, justify=just)
     for row in result["experiments"]:
@@ -232,7 +259,7 @@ def compare_command(
     experiments: Annotated[list[str], typer.Argument(help="MLflow experiment names or run directories (with summary.json)")],
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="where the plots and tables go (default runs/compare-<time>)")] = None,
-    ref: Annotated[list[str], typer.Option("--ref", help="fix the reference point of one objective: --ref energy_mj=5 (repeatable)")] = [],  # noqa: B006
+    ref: Annotated[list[str], typer.Option("--ref", help="fix the reference point of one objective: --ref energy_mj=5 (repeatable; every objective to compare searches of different problems)")] = [],  # noqa: B006
 ) -> None:
     """Overlay the Pareto fronts of several searches and compare their hypervolumes on one reference point."""
     from rich.console import Console

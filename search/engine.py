@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import optuna
 
-from search.archive import ParetoArchive, hypervolume_curve
+from search.archive import ParetoArchive
 from search.config import ExperimentConfig, dump_config
-from search.pareto import default_reference_point
 from search.budget import TrialBudget
+from search.problem import define_problem
 from search.report import front_table, plot_pareto_png, write_json_atomic, write_pareto_csv
 from search.retrain import attach_test_values, retrain_front, selection_note
 from search.splits import split_seed
@@ -144,6 +144,8 @@ class SearchEngine:
         self.input_shape, self.num_classes = prepared.input_shape, prepared.num_classes
         self.split = prepared.split  # one split for every trial, retrain and resume (search.splits)
         self.cost_model = CostModel(cfg, self.space, self.input_shape, self.num_classes, prepared.task)
+        # the hypervolume reference point, fixed by the problem before any training (search.problem)
+        self.problem = define_problem(cfg, self.space, self.cost_model, self.input_shape, self.num_classes)
         self.out = cfg.out_dir
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.lock = open_run_dir(cfg, resume=resume, overwrite=self.overwrite)
@@ -156,15 +158,18 @@ class SearchEngine:
             if cut:
                 self.console.print(f"[yellow]study.journal: dropped a torn last line ({cut} bytes) left by an interrupted write[/]")
             run = prepared.run
-            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name)
+            self.tracker = Tracker(run["tracking_uri"], cfg.experiment_name, search_name=cfg.name)
             self.parent_id = self.tracker.parent_id = run["parent_run_id"]
             splits.check_on_resume(self.tracker.client, self.parent_id, self.split)
         else:
             (self.out / "config.yaml").write_text(dump_config(cfg))
-            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name)
-            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")), tags=_version_tags())
+            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name, search_name=cfg.name)
+            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")),
+                                                       tags={**_version_tags(), **self.problem.tags()})
             self.tracker.log_artifact(self.out / "config.yaml")
             splits.record(self.tracker.client, self.parent_id, self.split)
+            write_json_atomic(self.out / "problem.json", self.problem.to_json())
+            self.tracker.log_artifact(self.out / "problem.json")
             write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
                                                     "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
         from search.journal import BufferedJournalFileBackend
@@ -424,7 +429,9 @@ class SearchEngine:
             tags["pruned_at_epoch"] = str(int(result.metrics.get("epochs", len(result.history))))
         if metrics:
             metrics["worker_time_s"] = result.worker_time_s
-        return {"arch": arch, "arch_id": aid, "state": TrialState(state), "values": values, "reason": reason[:2000],
+        end_ms = int(time.time() * 1000)  # the run's real span: it is logged after the trial ended
+        return {"start_ms": end_ms - int(1000 * result.worker_time_s), "end_ms": end_ms,
+                "arch": arch, "arch_id": aid, "state": TrialState(state), "values": values, "reason": reason[:2000],
                 "metrics": {k: v for k, v in metrics.items() if v == v}, "history": result.history, "tags": tags,
                 "number": result.number}
 
@@ -489,11 +496,8 @@ class SearchEngine:
                 self.tracker.batch.log_parent_metric("hypervolume", self._live_hv, trial.number)
 
     def _fixed_reference(self) -> np.ndarray | None:
-        """The configured reference point, when it covers every objective."""
-        rp = self.cfg.reference_point
-        if all(n in rp for n in self.cfg.objective_names):
-            return np.array([rp[n] for n in self.cfg.objective_names], dtype=float)
-        return None
+        """The problem's reference point (known before training, so the curve is live)."""
+        return self.problem.reference
 
     def _restore_scheduler(self) -> None:
         """On resume: the early-stopping rungs as they were, rebuilt from the journaled per-epoch
@@ -522,7 +526,8 @@ class SearchEngine:
             tags["pareto"] = "true" if on_front else "false"
         trial_dir = self.out / "trials" / str(number)  # weights + arch.json, unpacked by _finish
         run = child_run(number, "trial", o["arch"], tags, o["metrics"], o["history"], o["state"], o["reason"],
-                        self.parent_id, trial_dir if trial_dir.is_dir() else None)
+                        self.parent_id, trial_dir if trial_dir.is_dir() else None,
+                        search=self.cfg.name, start_ms=o.get("start_ms"), end_ms=o.get("end_ms"))
         return self.tracker.batch.add_run(run)
 
     # -- progress --------------------------------------------------------------------------
@@ -577,20 +582,8 @@ class SearchEngine:
         ref = None
         hv = 0.0
         if complete:
-            ref = default_reference_point(values, dirs)
-            for i, n in enumerate(names):
-                if n in cfg.reference_point:
-                    ref[i] = cfg.reference_point[n]
+            ref = self.problem.reference  # the live ``hypervolume`` curve used the same point
             hv = self.archive.hypervolume(ref)  # the final front only
-            if self._fixed_reference() is None and getattr(self, "status", "FINISHED") == "FINISHED":
-                # The hypervolume as it grew, on the final reference point (step = trial number),
-                # replayed from the archive's changes (one volume per front change), logged once,
-                # when the search is over (a resumed search adds no second curve).
-                logged = self.tracker.metric_steps("hypervolume")
-                by_number = {r.number: [r.values[n] for n in names] for r in complete}
-                for step, value in hypervolume_curve(self._completed, self.archive.changes, by_number, dirs, ref):
-                    if step not in logged:
-                        self.tracker.batch.log_parent_metric("hypervolume", value, step)  # in one batch
         front_rows = [{"trial": r.number, "arch_id": r.arch_id, "arch": r.arch, "values": r.values, "run_id": r.run_id}
                       for r in sorted(front, key=lambda r: r.values[names[0]])]
         if cfg.retrain is not None:
@@ -607,7 +600,8 @@ class SearchEngine:
             **counts,
             "front": front_rows,
             "hypervolume": hv,
-            "reference_point": None if ref is None else {n: float(v) for n, v in zip(names, ref)},
+            "reference_point": self.problem.reference_point,
+            "problem": self.problem.key,
             "wall_time_s": round(wall_s, 2),
             "tracking_wait_s": round(tracking_wait, 3),  # the wait for queued MLflow writes at the end
             **self._start_figures(),
@@ -626,9 +620,12 @@ class SearchEngine:
 
             write_pareto_html(self.out / "pareto.html", values, on_front, names, dirs,
                               [hover_text(r.number, r.arch_id, r.arch, r.values) for r in complete],
-                              f"{cfg.name}: {len(front)} on the front of {len(complete)}")
+                              f"{cfg.name}: {len(front)} on the front of {len(complete)}<br><sup>hypervolume {hv:.6g} on the reference point "
+                              f"of problem {self.problem.key}: " + ", ".join(f"{n}={v:.6g}" for n, v in self.problem.reference_point.items()) + "</sup>",
+                              reference=ref)
             for name in ("pareto.csv", "pareto.png", "pareto.html"):
                 self.tracker.log_artifact(self.out / name)
+            self.tracker.log_front_table(front_rows, names)
             self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
         self.tracker.flush()
         # the whole end of the run (wait, curve, plots, artifacts); only summary.json's own upload is after it
@@ -653,11 +650,15 @@ class SearchEngine:
         out = Console()
         out.print(front_table(summary["front"], self.cfg.objective_names,
                               f"Pareto front of {summary['experiment']} ({len(summary['front'])} of {summary['complete']} complete trials)",
-                              caption=summary.get("selection_note", "")))
+                              caption=summary.get("selection_note", ""),
+                              search=summary["experiment"] if self.cfg.save_weights else None))
         ref = summary["reference_point"]
         out.print(f"hypervolume {summary['hypervolume']:.6g} (reference point {ref}); complete {summary['complete']}, failed {summary['failed']}, "
                   f"infeasible {summary['infeasible']}, pruned {summary['pruned']}; wall time {summary['wall_time_s']:.1f} s")
         out.print(f"summary: {self.out / 'summary.json'}   MLflow: experiment {summary['mlflow_experiment_id']}, parent run {summary['parent_run_id']} ({summary['tracking_uri']})")
+        from search.ui import ui_url
+
+        out.print(f"in MLflow's UI: `abacus ui`, then {ui_url(5000, summary['mlflow_experiment_id'])}")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

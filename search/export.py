@@ -23,21 +23,23 @@ from search.runs import RunLookupError, client_for
 EVAL_KEYS = ("val_accuracy", "best_val_accuracy", "val_loss", "train_loss", "params", "macs", "wall_time_s", "worker_time_s", "epochs")
 
 
-def save_trial_artifacts(model, arch: Mapping[str, Any], space_name, task: Mapping[str, Any], out_dir: str | Path) -> Path:
+def save_trial_artifacts(model, arch: Mapping[str, Any], space_name, task: Mapping[str, Any], out_dir: str | Path,
+                         preprocessing: Mapping[str, Any] | None = None) -> Path:
     """Write ``arch.json``, ``weights.safetensors`` and ``weights.pt`` of a trained trial into
     ``out_dir``. ``space_name`` is a registered name or the ``SearchSpace`` itself (the search
     ships the object to workers; its definition is then saved too); ``task`` holds the builder's
     keyword arguments (``input_shape``, ``num_classes``)."""
     from supernets.export import save_exported
 
-    return save_exported(model, arch, space_name, task, out_dir)
+    return save_exported(model, arch, space_name, task, out_dir, preprocessing)
 
 
-def pack_trial_artifacts(model, arch: Mapping[str, Any], space_name, task: Mapping[str, Any]) -> dict[str, bytes]:
+def pack_trial_artifacts(model, arch: Mapping[str, Any], space_name, task: Mapping[str, Any],
+                         preprocessing: Mapping[str, Any] | None = None) -> dict[str, bytes]:
     """The same files as bytes, for a worker on another node: it returns them in its result and
     the driver writes them with ``unpack_trial_artifacts`` (no shared filesystem needed)."""
     with tempfile.TemporaryDirectory(prefix="abacus-trial-") as tmp:
-        save_trial_artifacts(model, arch, space_name, task, tmp)
+        save_trial_artifacts(model, arch, space_name, task, tmp, preprocessing)
         return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
 
 
@@ -83,7 +85,7 @@ def _cost_report(out: Path, hardware: Mapping[str, Any]) -> dict[str, Any]:
     # as the search's CostModel does: the space's own workloads when it describes them, else a trace
     target = exported_space(record).workloads(record["arch"], shape, num_classes=int(record["task"].get("num_classes", 10)))
     if target is None:
-        target = load_exported(out)
+        target = load_exported(out, raw_inputs=False)  # the accelerator runs the network, not the normalisation
     kwargs = {k: hardware[k] for k in ("style", "pe_array", "default_bits", "mult_impl") if hardware.get(k) is not None}
     if isinstance(kwargs.get("pe_array"), list):
         kwargs["pe_array"] = tuple(kwargs["pe_array"])
@@ -149,13 +151,18 @@ def export(run_id: str, out_dir: str | Path, tracking_uri: str | None = None) ->
 
 
 def export_command(
-    run_id: Annotated[str, typer.Argument(help="MLflow run id of a trial (a child run of a search)")],
+    run_id: Annotated[str, typer.Argument(help="the trial: SEARCH:TRIAL (as the front table prints it), a run id or its prefix, or an arch id")],
     out: Annotated[Optional[Path], typer.Option("--out", help="directory to write (default exports/<RUN_ID>)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")] = None,
 ) -> None:
     """Write a trial's architecture (arch.json), weights (safetensors and weights_only .pt) and cost report (cost.json)."""
+    from search.run_ref import resolve_trial
+    from search.tracking import resolve_tracking_uri
+
     try:
-        path = export(run_id, out if out is not None else Path("exports") / run_id, tracking_uri)
+        uri = resolve_tracking_uri(tracking_uri)
+        run_id = resolve_trial(client_for(uri), run_id, uri)
+        path = export(run_id, out if out is not None else Path("exports") / run_id, uri)
     except RunLookupError as exc:
         typer.echo(f"abacus: error: {exc}", err=True)
         raise typer.Exit(code=2) from None

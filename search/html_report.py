@@ -94,12 +94,27 @@ def _layout(fig, names: Sequence[str], directions: Sequence[str], title: str) ->
     fig.update_layout(title=title, template="plotly_white", hovermode="closest", legend=dict(itemclick="toggle"))
 
 
-def _write(fig, path: Path) -> None:
-    """Self-contained HTML (plotly.js inlined, no CDN), written then renamed."""
+def _write(fig, path: Path, title: str = "") -> None:
+    """Self-contained HTML (plotly.js inlined, no CDN) with a ``<title>`` (the browser tab and
+    MLflow's artifact view name it), written then renamed."""
+    import html as html_lib
+    import re
+
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fig.write_html(str(tmp), include_plotlyjs=True, full_html=True, auto_open=False)
+    text = fig.to_html(include_plotlyjs=True, full_html=True)
+    plain = re.sub(r"<[^>]+>", " ", title.split("<br>")[0]).strip()
+    if plain:
+        text = text.replace("<head>", f"<head><title>{html_lib.escape(plain)}</title>", 1)
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _reference_trace(go, reference: Sequence[float], names: Sequence[str]):
+    """The hypervolume reference point as a black cross (2-D plots only)."""
+    text = "reference point<br>" + "<br>".join(f"{n} = {v:.6g}" for n, v in zip(names, reference))
+    return go.Scatter(x=[reference[1]], y=[reference[0]], mode="markers", name="reference point", text=[text],
+                      hovertemplate="%{text}<extra></extra>", marker=dict(color="black", symbol="x", size=10))
 
 
 def _check(values: np.ndarray, names: Sequence[str], directions: Sequence[str], n_texts: int, what: str) -> None:
@@ -114,7 +129,8 @@ def _check(values: np.ndarray, names: Sequence[str], directions: Sequence[str], 
 
 
 def write_pareto_html(path: str | Path, values: np.ndarray, front_mask: np.ndarray, objective_names: Sequence[str],
-                      directions: Sequence[str], hover_texts: Sequence[str], title: str) -> Path:
+                      directions: Sequence[str], hover_texts: Sequence[str], title: str,
+                      reference: Sequence[float] | None = None) -> Path:
     """All complete trials in grey, the front highlighted (and joined as a staircase in 2-D).
 
     ``values`` is (n_trials, n_objectives) in original units; ``hover_texts[i]`` labels row i
@@ -126,13 +142,15 @@ def write_pareto_html(path: str | Path, values: np.ndarray, front_mask: np.ndarr
     mask = np.asarray(front_mask, dtype=bool)
     _check(values, objective_names, directions, len(hover_texts), "write_pareto_html")
     fig = go.Figure(_traces(go, values, mask, objective_names, directions, hover_texts, "", FRONT, GREY, "all", True))
+    if reference is not None and len(objective_names) == 2:
+        fig.add_trace(_reference_trace(go, reference, objective_names))
     _layout(fig, objective_names, directions, title)
-    _write(fig, Path(path))
+    _write(fig, Path(path), title)
     return Path(path)
 
 
 def write_overlay_html(path: str | Path, series: Sequence[Mapping[str, Any]], objective_names: Sequence[str],
-                       directions: Sequence[str], title: str) -> Path:
+                       directions: Sequence[str], title: str, reference: Sequence[float] | None = None) -> Path:
     """Several searches on one plot: each ``series`` item has ``label``, ``values`` (n, d),
     ``front_mask`` and ``hover_texts``; each gets its own colour, fronts bold, other trials faint.
     Clicking a legend entry hides that search."""
@@ -145,7 +163,9 @@ def write_overlay_html(path: str | Path, series: Sequence[Mapping[str, Any]], ob
         colour = PALETTE[i % len(PALETTE)]
         traces += _traces(go, values, np.asarray(s["front_mask"], dtype=bool), objective_names, directions,
                           s["hover_texts"], str(s["label"]), colour, colour, f"s{i}", True)
+    if reference is not None and len(objective_names) == 2:
+        traces.append(_reference_trace(go, reference, objective_names))
     fig = go.Figure(traces)
     _layout(fig, objective_names, directions, title)
-    _write(fig, Path(path))
+    _write(fig, Path(path), title)
     return Path(path)

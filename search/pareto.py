@@ -40,7 +40,12 @@ def default_reference_point(values: np.ndarray, directions: Sequence[str]) -> np
 
 
 def hypervolume(values: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> float:
-    """Volume dominated by ``values`` and bounded by ``reference`` (both in original units)."""
+    """Volume dominated by ``values`` and bounded by ``reference`` (both in original units).
+
+    Computed by moocore (exact; dimension-sweep algorithms in 2-D/3-D, WFG-style above). Points
+    not strictly better than the reference in every objective contribute nothing."""
+    import moocore
+
     values = np.asarray(values, dtype=float).reshape(-1, len(directions))
     if len(values) == 0:
         return 0.0

@@ -207,11 +207,21 @@ def check_resume_files(cfg) -> tuple[dict[str, Any], int]:
     return run, torn
 
 
+def check_reference(cfg) -> None:
+    """Every objective needs a hypervolume bound the problem fixes (``search.problem``) or the config gives."""
+    from search.problem import undeclarable
+
+    missing = undeclarable(cfg.objective_names, cfg.reference_point)
+    if missing:
+        raise ConfigError(f"reference_point.{missing[0]}", f"a value: the problem fixes no hypervolume bound for {missing[0]}", "none")
+
+
 def prepare(cfg, *, resume: bool, overwrite: bool = False) -> Prepared:
     """Every check, in the order a user fixes things; nothing is written."""
     from spaces import get_space
 
     check_values(cfg)
+    check_reference(cfg)
     check_resources(cfg)
     check_out_dir(cfg, resume=resume, overwrite=overwrite)
     run, torn = check_resume_files(cfg) if resume else (None, 0)

@@ -83,12 +83,15 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str, caption: str = ""):
-    """The front, search values first (what selected it), then the held-out test values if measured."""
+def front_table(front: Sequence[dict], objective_names: Sequence[str], title: str, caption: str = "", search: str | None = None):
+    """The front, search values first (what selected it), then the held-out test values if measured;
+    ``search`` (the MLflow experiment) adds the column of what ``abacus export`` takes."""
     from rich.table import Table
 
     table = Table(title=title, caption=caption or None)
     table.add_column("trial", justify="right")
+    if search:
+        table.add_column("abacus export", no_wrap=True)
     table.add_column("arch id")
     tests = test_columns(front, objective_names)
     for n in objective_names:
@@ -106,5 +109,5 @@ def front_table(front: Sequence[dict], objective_names: Sequence[str], title: st
                          for k, v in row["arch"].items() if k in labels)
         tv, ts = row.get("test_values") or {}, row.get("test_std") or {}
         test_cells = [(f"{tv[c]:.4g}" + (f" ± {ts[c]:.2g}" if row.get("test_seeds", 0) > 1 else "")) if c in tv else "-" for _, c in tests]
-        table.add_row(str(row["trial"]), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], *test_cells, arch)
+        table.add_row(str(row["trial"]), *([f"{search}:{row['trial']}"] if search else []), row["arch_id"], *[f"{row['values'][n]:.4g}" for n in objective_names], *test_cells, arch)
     return table

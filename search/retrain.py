@@ -97,7 +97,7 @@ def _log_run(engine: Any, number: int, o: dict[str, Any], where: Any) -> str:
     """On the tracker's writer thread: the retrain child run, then its weights as artifacts."""
     # the artifacts go in before the run is terminated: a RUNNING run is one a crash cut short
     return engine.tracker.log_trial(number, o["arch"], o["tags"], o["metrics"], o["history"], o["state"], o["reason"],
-                                    role="retrain", artifact_dir=where)
+                                    role="retrain", artifact_dir=where, start_ms=o.get("start_ms"), end_ms=o.get("end_ms"))
 
 
 def attach_test_values(front_rows: list[dict[str, Any]], retrained: list[dict[str, Any]], objectives: Sequence[str]) -> None:

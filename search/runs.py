@@ -33,6 +33,7 @@ class SearchRecord:
     parent_run_id: str
     objectives: list[tuple[str, str]]
     trials: list[dict[str, Any]] = field(default_factory=list)  # number, arch_id, arch, values, run_id, pareto
+    tags: dict[str, str] = field(default_factory=dict)  # the parent run's tags (problem key, reference point)
 
     @property
     def names(self) -> list[str]:
@@ -172,4 +173,4 @@ def read_search(spec: str, tracking_uri: str | None) -> SearchRecord:
     objectives = parse_objectives(parent.data.params, f"search run {parent.info.run_id} of {spec!r}")
     trials = complete_trials(client, parent.info.experiment_id, parent.info.run_id, [n for n, _ in objectives])
     return SearchRecord(label=label, source=source, tracking_uri=uri, experiment_id=parent.info.experiment_id,
-                        parent_run_id=parent.info.run_id, objectives=objectives, trials=trials)
+                        parent_run_id=parent.info.run_id, objectives=objectives, trials=trials, tags=dict(parent.data.tags))

@@ -42,7 +42,7 @@ def _param(value: Any) -> str:
 
 
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, search_name: str | None = None) -> None:
         import logging
 
         import mlflow
@@ -53,8 +53,16 @@ class Tracker:
         self.uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
+        from search.run_layout import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp is not None else self.client.create_experiment(experiment)
+        if exp is None:  # the kind makes MLflow 3's UI open on the runs, not on its GenAI overview
+            self.experiment_id = self.client.create_experiment(experiment, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        else:
+            self.experiment_id = exp.experiment_id
+            if EXPERIMENT_KIND_TAG not in exp.tags:
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        self.search_name = search_name
         self.parent_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abacus-mlflow")
         self._pending: list[Future] = []
@@ -117,29 +125,35 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
+    def log_front_table(self, front_rows: list[Mapping[str, Any]], names: list[str]) -> None:
+        """The front as an MLflow table artifact on the parent (the UI shows it as a table)."""
+        from search.run_layout import FRONT_TABLE, front_table
+
+        self.client.log_table(self.parent_id, front_table(front_rows, names, self.search_name or ""), FRONT_TABLE)
+
     # -- children --------------------------------------------------------------------------
     def log_trial(self, number: int, arch: Mapping[str, Any], tags: Mapping[str, str], metrics: Mapping[str, float],
                   history: list[Mapping[str, float]], state: str, reason: str = "", role: str = "trial",
-                  artifact_dir: str | Path | None = None) -> str:
+                  artifact_dir: str | Path | None = None, start_ms: int | None = None, end_ms: int | None = None) -> str:
         """A child run: ``role="trial"`` for a search trial (tag ``trial_number``), ``"retrain"`` for
-        a front member trained again from scratch (tag ``retrain_of``). The run is terminated
+        a front member trained again from scratch (tag ``retrain_of``). ``start_ms``/``end_ms``
+        are when the trial really ran (the run is created after it ended). The run is terminated
         last, after its artifacts: a run still RUNNING in the store is one a crash cut short."""
+        from search.run_layout import trial_metrics, trial_run_name
+
         number_tag = "trial_number" if role == "trial" else "retrain_of"
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{role}-{number:04d}",
+            start_time=start_ms,
+            run_name=trial_run_name(self.search_name, role, number),
             tags={"mlflow.parentRunId": self.parent_id, "abacus.role": role, number_tag: str(number),
                   "state": state, **({"fail_reason": reason[:5000]} if reason else {}), **tags},
         )
         rid = run.info.run_id
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        curve = [Metric(k, float(v), now, int(row["epoch"])) for row in history for k, v in row.items() if k != "epoch" and v == v]
-        self._log(rid, params=arch, metrics=metrics, extra_metrics=curve)
+        self._log(rid, params=arch, extra_metrics=trial_metrics(metrics, history, end_ms or int(time.time() * 1000)))
         if artifact_dir is not None and Path(artifact_dir).is_dir():
             self.client.log_artifacts(rid, str(artifact_dir))
-        self.client.set_terminated(rid, status=TrialState(state).mlflow_status)
+        self.client.set_terminated(rid, status=TrialState(state).mlflow_status, end_time=end_ms)
         return rid
 
     def set_tag(self, run_id: str | Future, key: str, value: str) -> None:

@@ -51,6 +51,8 @@ class ChildRun:
     curve: list[tuple[str, float, int]] = field(default_factory=list)  # (key, value, step) per epoch
     status: str = "FINISHED"
     artifacts_dir: Path | None = None
+    start_ms: int | None = None  # when the trial really ran (the run is written after it ended)
+    end_ms: int | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -187,7 +189,7 @@ class BatchWriter:
     def _write_one_rest(self, r: ChildRun) -> None:
         from mlflow.entities import Metric, Param
 
-        run = self.client.create_run(self.experiment_id, run_name=r.run_name, tags=r.tags)
+        run = self.client.create_run(self.experiment_id, run_name=r.run_name, tags=r.tags, start_time=r.start_ms)
         rid = run.info.run_id
         now = int(time.time() * 1000)
         ms = [Metric(k, float(v), now, 0) for k, v in r.metrics.items()] + [Metric(k, float(v), now, s) for k, v, s in r.curve]
@@ -198,7 +200,7 @@ class BatchWriter:
             self.client.log_batch(rid, metrics=m_chunk, params=p_chunk)
         if r.artifacts_dir is not None and r.artifacts_dir.is_dir():
             self.client.log_artifacts(rid, str(r.artifacts_dir))
-        self.client.set_terminated(rid, status=r.status)
+        self.client.set_terminated(rid, status=r.status, end_time=r.end_ms)
         r.future.set_result(rid)
 
 
@@ -262,7 +264,7 @@ def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str
         ids.append(rid)
         run_rows.append({"run_uuid": rid, "name": r.run_name, "source_type": SourceType.to_string(SourceType.UNKNOWN),
                          "source_name": "", "entry_point_name": "", "user_id": r.tags.get("mlflow.user", "unknown"), "status": r.status,
-                         "start_time": now, "end_time": now, "lifecycle_stage": LifecycleStage.ACTIVE, "source_version": "",
+                         "start_time": r.start_ms or now, "end_time": r.end_ms or now, "lifecycle_stage": LifecycleStage.ACTIVE, "source_version": "",
                          "artifact_uri": append_to_uri_path(artifact_root, rid, "artifacts"), "experiment_id": int(experiment_id)})
         tags = {"mlflow.runName": r.run_name, **r.tags}
         tag_rows += [{"key": k[:MAX_KEY], "value": str(v)[:MAX_TAG], "run_uuid": rid} for k, v in tags.items()]
@@ -310,14 +312,18 @@ def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str
 
 def child_run(number: int, role: str, arch: Mapping[str, Any], tags: Mapping[str, str], metrics: Mapping[str, float],
               history: list[Mapping[str, float]], state: str, reason: str, parent_id: str,
-              artifacts_dir: Path | None = None) -> ChildRun:
+              artifacts_dir: Path | None = None, *, search: str | None = None, start_ms: int | None = None,
+              end_ms: int | None = None) -> ChildRun:
     """The child run of a trial (``role="trial"``) or a retrained front member (``"retrain"``),
-    with the same tags, params and metrics as ``Tracker.log_trial`` writes."""
+    with the same name, tags, params and metrics as ``Tracker.log_trial`` writes (``search.run_layout``)."""
+    from search.run_layout import trial_metric_points, trial_run_name
+
     number_tag = "trial_number" if role == "trial" else "retrain_of"
     all_tags = {"mlflow.parentRunId": parent_id, "abacus.role": role, number_tag: str(number), "state": state,
                 **({"fail_reason": reason[:5000]} if reason else {}), **{k: str(v) for k, v in tags.items()}}
-    curve = [(k, float(v), int(row["epoch"])) for row in history for k, v in row.items() if k != "epoch" and v == v]
-    finals = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+    points = trial_metric_points(metrics, history)
+    finals = {k: v for k, v, step, _ in points if step == 0}
+    curve = [(k, v, step) for k, v, step, _ in points if step > 0]
     status = "FINISHED" if state == "complete" else "FAILED" if state == "fail" else "KILLED"
-    return ChildRun(number, f"{role}-{number:04d}", all_tags, {k: str(v)[:MAX_PARAM] for k, v in arch.items()}, finals, curve,
-                    status, artifacts_dir)
+    return ChildRun(number, trial_run_name(search, role, number), all_tags, {k: str(v)[:MAX_PARAM] for k, v in arch.items()},
+                    finals, curve, status, artifacts_dir, start_ms, end_ms)

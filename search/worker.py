@@ -124,9 +124,10 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         cost = measured_cost(model, tuple(dm.input_shape), spec.hardware)
         artifacts: dict[str, bytes] = {}
         if spec.save_artifacts:
+            from evaluators.data.preprocessing import describe_preprocessing
             from search.export import pack_trial_artifacts
 
-            artifacts = pack_trial_artifacts(model, spec.arch, spec.space, task)
+            artifacts = pack_trial_artifacts(model, spec.arch, spec.space, task, preprocessing=describe_preprocessing(dm))
         bad = [k for k, v in flat.items() if v != v]
         if bad:
             return TrialResult(spec.number, TrialState.FAIL, flat, history, f"NaN metric(s): {', '.join(bad)}", node, time.perf_counter() - start, tags=tags)

@@ -3,10 +3,12 @@
 The directory is what a user takes away from a search, so reading it needs only this package,
 ``spaces`` and torch (no optuna, ray, mlflow or ``search``):
 
-- ``arch.json``: format version, space name (and the space's own definition, so a variant of an
-  installed space registered only in the searching process can still be rebuilt), the
-  architecture, its id, the task keyword arguments given to the builder (``input_shape``,
-  ``num_classes``, ...) and the distribution that provided the builder (named in errors);
+- ``arch.json``: format version, space name (and the space's own definition, so a space that
+  was registered only in the searching process can still be rebuilt), the architecture, its id
+  and the task keyword arguments given to the builder (``input_shape``, ``num_classes``, ...),
+  and ``preprocessing``: what a raw input is and the normalisation the network was trained
+  behind (``scale``, per-channel ``mean``/``std``, ``input_shape``, ``class_names``), so
+  ``load_exported`` returns a model that takes raw inputs (``supernets.preprocess``);
 - ``weights.safetensors``: every tensor of the ``state_dict`` (no pickle at all); modules'
   non-tensor ``_extra_state`` (schedules such as the Winograd adder's ``p``) goes, as JSON, in
   the file's metadata, because safetensors stores tensors only;
@@ -85,7 +87,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_exported(model: nn.Module, arch: Mapping[str, Any], space: str | SearchSpace, task: Mapping[str, Any],
-                  out_dir: str | Path) -> Path:
+                  out_dir: str | Path, preprocessing: Mapping[str, Any] | None = None) -> Path:
     """Write ``arch.json``, ``weights.safetensors`` and ``weights.pt`` for ``model`` into ``out_dir``.
 
     ``task`` holds the builder's keyword arguments (what ``supernets.build`` got besides the
@@ -120,6 +122,7 @@ def save_exported(model: nn.Module, arch: Mapping[str, Any], space: str | Search
         "arch": arch,
         "arch_id": arch_id(arch),
         "task": _jsonable_task(task),
+        "preprocessing": None if preprocessing is None else _jsonable_task(preprocessing),
         "space_definition": definition,
         "plugin": _providing_distribution(sp.to_dict()["builder"]),
         "weights": {"safetensors": SAFETENSORS_FILE, "torch": TORCH_FILE},
@@ -237,10 +240,16 @@ def _read_state(directory: Path, prefer: str) -> dict[str, Any]:
     raise FileNotFoundError(f"export directory {str(directory)!r}: expected {SAFETENSORS_FILE} or {TORCH_FILE}, found neither")
 
 
-def load_exported(directory: str | Path, *, prefer: str = "safetensors", strict: bool = True) -> nn.Module:
+def load_exported(directory: str | Path, *, prefer: str = "safetensors", strict: bool = True, raw_inputs: bool = True) -> nn.Module:
     """Rebuild the exported network from ``arch.json`` and load its weights; returned in eval mode
     on the CPU. Reads ``weights.safetensors`` when present (no pickle), else ``weights.pt``
-    with ``weights_only=True``; ``prefer="torch"`` reverses that."""
+    with ``weights_only=True``; ``prefer="torch"`` reverses that.
+
+    When ``arch.json`` records the preprocessing (exports of searches) and ``raw_inputs`` is true,
+    the result is a ``supernets.preprocess.RawInputModel``: it takes raw inputs (see its
+    ``raw_input`` text, e.g. digits images of values 0..16), normalises them as in training and
+    has ``class_names``; the bare network is its ``.network``. ``raw_inputs=False`` returns the
+    bare network, which expects normalised inputs."""
     from supernets.build import build
 
     directory = Path(directory)
@@ -260,4 +269,8 @@ def load_exported(directory: str | Path, *, prefer: str = "safetensors", strict:
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines())[:300]
         raise ExportError(f"{directory}: expected weights matching the architecture in {ARCH_FILE}, found {detail}") from None
+    if raw_inputs and record.get("preprocessing"):
+        from supernets.preprocess import RawInputModel
+
+        return RawInputModel(model, record["preprocessing"]).eval()
     return model.eval()

@@ -20,6 +20,7 @@ from search.config import load_config
 from search.engine import _flatten
 from search.html_report import hover_text, write_pareto_html
 from search.pareto import non_dominated_mask
+from search.problem import TAG_PROBLEM, TAG_REFERENCE
 from search.runs import RunLookupError
 from search.tracking import Tracker
 from search.ui import mlflow_ui_argv, ui_command
@@ -27,14 +28,19 @@ from search.ui import mlflow_ui_argv, ui_command
 ARCH = {"stage1.op": "adder", "stage1.width": 0.25}
 
 
+REF = (0.455, 6.5)  # the reference point the fake problem fixed
+
+
 def _fake_search(uri: str, name: str, points: list[tuple[float, float]], *, objectives=None, failed: int = 0,
-                 finish: str = "FINISHED") -> str:
-    """A search as ``SearchEngine`` records it: the config's flattened params on a parent run,
-    one child run per trial (complete ones carry the objective metrics)."""
+                 finish: str = "FINISHED", problem: str = "p1") -> str:
+    """A search as ``SearchEngine`` records it: the config's flattened params and the problem's
+    key and reference point on a parent run, one child run per trial (complete ones carry the
+    objective metrics)."""
     objectives = objectives or [{"name": "val_accuracy", "direction": "maximize"}, {"name": "energy_mj", "direction": "minimize"}]
     cfg = load_config(None, name=name, space="addernet-resnet", objectives=objectives)
     tracker = Tracker(uri, cfg.experiment_name)
-    parent = tracker.start_parent(name, params=_flatten(cfg.model_dump(mode="json")), tags={"python": "3"})
+    ref_tags = {f"{TAG_REFERENCE}{o['name']}": repr(v) for o, v in zip(objectives, REF)}
+    parent = tracker.start_parent(name, params=_flatten(cfg.model_dump(mode="json")), tags={"python": "3", TAG_PROBLEM: problem, **ref_tags})
     names = cfg.objective_names
     for i, p in enumerate(points):
         tracker.log_trial(i, {**ARCH, "stage2.blocks": i}, {"arch_id": f"id{i:03d}"},
@@ -73,8 +79,9 @@ def test_compare_uses_one_reference_point_and_logs_a_run(store, tmp_path):
     uri, pa, pb = store
     result = compare(["exp-a", "exp-b"], uri, tmp_path / "cmp")
 
-    # worst over both searches: accuracy 0.5 (range 0.45), energy 6 (range 5), padded by 10 % of the range
+    # the point both searches recorded for their problem
     ref = result["reference_point"]
+    assert result["problem"] == "p1"
     assert ref["val_accuracy"] == pytest.approx(0.5 - 0.045)
     assert ref["energy_mj"] == pytest.approx(6.0 + 0.5)
     rows = {r["experiment"]: r for r in result["experiments"]}
@@ -94,18 +101,27 @@ def test_compare_uses_one_reference_point_and_logs_a_run(store, tmp_path):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     html = (out / "compare.html").read_text()
     assert "exp-a" in html and "arch id000" in html
+    assert "reference point" in html and "energy_mj=6.5" in html and f"{hv_a:.6g}" in html and "<title>exp-a vs exp-b</title>" in html
 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(COMPARE_EXPERIMENT)
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id], "tags.`abacus.role` = 'compare'")
     assert len(runs) == 1 and runs[0].info.run_id == result["compare_run_id"]
     run = runs[0]
-    assert run.data.tags["abacus.role"] == "compare" and run.info.status == "FINISHED"
-    assert run.data.params["experiment.0"] == "exp-a" and run.data.params["experiment.1"] == "exp-b"
-    assert run.data.metrics["hypervolume.exp-a"] == pytest.approx(hv_a)
-    assert run.data.metrics["hypervolume.exp-b"] == pytest.approx(hv_b)
+    assert run.info.status == "FINISHED" and json.loads(run.data.params["searches"]) == ["exp-a", "exp-b"]
+    assert run.data.params["reference.energy_mj"] == repr(6.5) and run.data.params["problem"] == "p1"
+    children = {c.data.params["search"]: c for c in client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")}
+    assert set(children) == {"exp-a", "exp-b"}
+    assert children["exp-a"].data.metrics["hypervolume"] == pytest.approx(hv_a)
+    assert children["exp-b"].data.metrics["hypervolume"] == pytest.approx(hv_b)
+    assert set(children["exp-a"].data.metrics) == set(children["exp-b"].data.metrics) == {"hypervolume", "share_of_best", "front_size", "trials"}
+    import csv
+
+    with open(out / "fronts.csv") as fh:
+        rows_csv = list(csv.DictReader(fh))
+    assert [float(r["energy_mj"]) for r in rows_csv if r["experiment"] == "exp-a"] == sorted([4.0, 2.0])
     assert {"compare.png", "compare.html", "hypervolume.csv", "fronts.csv", "compare.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
@@ -136,6 +152,10 @@ def test_compare_user_errors_are_one_line(store, tmp_path):
                                                              {"name": "latency_ms", "direction": "minimize"}])
     with pytest.raises(RunLookupError, match=r"objectives differ: 'exp-a' .* 'exp-lat'"):
         compare(["exp-a", "exp-lat"], uri, tmp_path / "x")
+    _fake_search(uri, "exp-p2", [(0.9, 1.0)], problem="p2")
+    with pytest.raises(RunLookupError, match=r"expected searches of one problem.*'exp-a': p1, 'exp-p2': p2.*--ref"):
+        compare(["exp-a", "exp-p2"], uri, tmp_path / "x")
+    assert compare(["exp-a", "exp-p2"], uri, tmp_path / "x2", reference={"val_accuracy": 0, "energy_mj": 9})["problem"] is None
     with pytest.raises(RunLookupError, match=r"experiment 'nope'.*exp-a"):
         compare(["exp-a", "nope"], uri, tmp_path / "x")
     with pytest.raises(RunLookupError, match=r"expected an existing SQLite file"):
@@ -195,9 +215,22 @@ def test_ui_command_line_binds_localhost(tmp_path, monkeypatch):
     (tmp_path / "m.db").touch()
     (tmp_path / "exp.yaml").write_text(f"name: e\nspace: addernet-resnet\nmlflow: {{tracking_uri: 'sqlite:///{tmp_path / 'm.db'}'}}\n")
     seen = []
-    monkeypatch.setattr("os.execv", lambda path, argv: seen.append(argv))
-    ui_command(tracking_uri=None, port=5055, config=tmp_path / "exp.yaml")
-    assert seen == [mlflow_ui_argv(f"sqlite:///{tmp_path / 'm.db'}", 5055)]
+    monkeypatch.setattr("os.execve", lambda path, argv, env: seen.append((argv, env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"])))
+    port = _free_port()
+    ui_command(tracking_uri=None, port=port, config=tmp_path / "exp.yaml")
+    assert seen == [(mlflow_ui_argv(f"sqlite:///{tmp_path / 'm.db'}", port), "false")]  # no job runners unless --jobs
+    ui_command(tracking_uri=None, port=port, config=tmp_path / "exp.yaml", jobs=True)
+    assert seen[-1][1] == "true"
+    # a taken port: one line, exit 2, nothing started
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = typer.Typer()
+        app.command("ui")(ui_command)
+        app.command("other")(lambda: None)
+        res = CliRunner().invoke(app, ["ui", "--config", str(tmp_path / "exp.yaml"), "--port", str(taken.getsockname()[1])])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "in use" in res.output, res.output
+    assert len(seen) == 2
 
 
 def _free_port() -> int:

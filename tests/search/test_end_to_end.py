@@ -184,7 +184,7 @@ def test_hypervolume_is_logged_after_every_completed_trial(tmp_path, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    for ref in ({}, {"val_accuracy": 0.0, "energy_mj": 1.0}):  # live with a fixed reference, else at the end
+    for ref in ({}, {"val_accuracy": 0.0, "energy_mj": 1.0}):  # the problem's reference point, or a configured one
         cfg = load_config(None, [f"mlflow.tracking_uri={uri}"], **{**TINY, "budget": {"trials": 3, "epochs": 1}},
                           executor="local", reference_point=ref, save_weights=False, out=str(tmp_path / f"r{len(ref)}"))
         summary = SearchEngine(cfg, progress=False).run()

@@ -106,3 +106,63 @@ def test_pack_and_unpack_give_the_same_directory(tmp_path):
         assert torch.equal(load_exported(tmp_path / "t")(x), model(x))
     with pytest.raises(ValueError, match="plain file name"):
         unpack_trial_artifacts({"../evil": b""}, tmp_path / "t")
+
+
+def test_export_accepts_search_trial_prefix_and_arch_id(logged, tmp_path):
+    from search.run_ref import resolve_trial
+    from search.runs import client_for
+
+    uri, _, rid, parent, empty, _ = logged
+    client = client_for(uri)
+    arch_id = client.get_run(rid).data.tags["arch_id"]
+    assert resolve_trial(client, "exp:0", uri) == rid
+    assert resolve_trial(client, "exp:1", uri) == empty
+    assert resolve_trial(client, rid[:8], uri) == rid
+    assert resolve_trial(client, arch_id, uri) == rid
+    assert resolve_trial(client, rid, uri) == rid
+    with pytest.raises(RunLookupError, match="expected trial 7"):
+        resolve_trial(client, "exp:7", uri)
+    with pytest.raises(RunLookupError, match="expected SEARCH:TRIAL"):
+        resolve_trial(client, "zzzzzz", uri)
+    with pytest.raises(RunLookupError, match="expected an MLflow experiment or a run directory named 'nope'"):
+        resolve_trial(client, "nope:1", uri)
+    app = typer.Typer()
+    app.command("export")(export_command)
+    app.command("other")(lambda: None)
+    res = CliRunner().invoke(app, ["export", "exp:0", "--out", str(tmp_path / "by-trial"), "--tracking-uri", uri])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "by-trial" / "cost.json").read_text())["run_id"] == rid
+
+
+def test_exported_digits_model_classifies_raw_inputs(tmp_path):
+    """Trained by the search's worker on digits, exported, loaded: raw images (values 0..16) are
+    classified as well as the normalised validation set was during the search."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from evaluators.data.digits import DigitsDataModule
+    from search.worker import TrialSpec, run_trial
+
+    space = get_space("addernet-resnet")
+    arch = space.complete({**SMALL, "stage1.op": "conv", "stage2.op": "conv", "stage3.op": "conv"})
+    spec = TrialSpec(number=0, space=space, arch=arch, data="digits", data_kwargs={}, epochs=4, lr=0.05, optimizer="sgd",
+                     weight_decay=5e-4, batch_size=64, seed=3, save_artifacts=True)
+    result = run_trial(spec)
+    assert result.state == "complete", result.reason
+    out = unpack_trial_artifacts(result.artifacts, tmp_path / "model")
+    record = json.loads((out / "arch.json").read_text())["preprocessing"]
+    assert record["class_names"] == [str(i) for i in range(10)] and record["scale"] == 1 / 16 and record["input_shape"] == [1, 8, 8]
+
+    dm = DigitsDataModule(seed=spec.seed)
+    dm.setup()
+    bunch = load_digits()
+    raw = torch.from_numpy(bunch.images[dm.val_indices].astype(np.float32)).unsqueeze(1)  # values 0..16, as shipped
+    labels = torch.from_numpy(bunch.target[dm.val_indices])
+    model = load_exported(out)
+    with torch.no_grad():
+        accuracy = (model(raw).argmax(1) == labels).float().mean().item()
+        bare = (load_exported(out, raw_inputs=False)(raw).argmax(1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(result.metrics["val_accuracy"], abs=1.5 / len(labels))
+    assert accuracy > 0.5 and model.class_names[int(model(raw[:1]).argmax())] in model.class_names
+    assert record["mean"] == [pytest.approx(dm.mean)] and record["std"] == [pytest.approx(dm.std)]
+    assert bare < accuracy  # without the recorded normalisation the same weights do worse
