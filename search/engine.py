@@ -113,7 +113,7 @@ class SearchEngine:
 
         cfg = self.cfg
         self.space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
-        dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
+        dm = evaluators.get_datamodule(cfg.evaluator.data, **{"seed": cfg.seed, "batch_size": cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs})
         self.input_shape = tuple(int(x) for x in dm.input_shape)
         self.num_classes = int(dm.num_classes)
         builder_kwargs = getattr(dm, "builder_kwargs", None)
@@ -191,7 +191,7 @@ class SearchEngine:
                          accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
                          scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
                          static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights,
-                         evaluate_fn=ev.function)
+                         evaluate_fn=ev.function, evaluator_options=_absolute_paths(ev.options))
 
     def _make_scheduler(self):
         """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
@@ -478,6 +478,12 @@ class SearchEngine:
             self.tracker.log_parent_metrics({"front_size": len(front), "hypervolume_final": hv, **{f"n_{k}": v for k, v in counts.items()}})
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")
+        for key, value in cfg.evaluator.options.items():  # what the evaluator read (a DeFeat teacher) goes with the search
+            path = Path(value) if isinstance(value, str) else None
+            if path is not None and path.is_dir():
+                self.tracker.client.log_artifacts(self.parent_id, str(path), f"evaluator_inputs/{key}")
+            elif path is not None and path.is_file():
+                self.tracker.log_artifact(path, f"evaluator_inputs/{key}")
         return summary
 
     def print_front(self, summary: dict[str, Any]) -> None:
@@ -490,6 +496,14 @@ class SearchEngine:
         out.print(f"hypervolume {summary['hypervolume']:.6g} (reference point {ref}); complete {summary['complete']}, failed {summary['failed']}, "
                   f"infeasible {summary['infeasible']}, pruned {summary['pruned']}; wall time {summary['wall_time_s']:.1f} s")
         out.print(f"summary: {self.out / 'summary.json'}   MLflow: experiment {summary['mlflow_experiment_id']}, parent run {summary['parent_run_id']} ({summary['tracking_uri']})")
+
+
+def _absolute_paths(options: dict[str, Any]) -> dict[str, Any]:
+    """Option values that are paths, made absolute against the driver's directory (workers may run
+    elsewhere): strings with a path separator, or naming something that exists."""
+    import os
+
+    return {k: str(Path(v).resolve()) if isinstance(v, str) and (os.sep in v or Path(v).exists()) else v for k, v in options.items()}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -37,6 +37,7 @@ class TrialSpec:
     hardware: dict[str, Any] = field(default_factory=dict)  # hw_cost.estimate keywords, for dynamic nets
     save_artifacts: bool = False  # return arch.json + weights so the driver can log them (for export)
     evaluate_fn: str | None = None  # "module:function" replacing evaluators.evaluate
+    evaluator_options: dict[str, Any] = field(default_factory=dict)  # task options (detection: teacher)
 
 
 @dataclass
@@ -71,7 +72,7 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         import supernets
 
         torch.set_num_threads(max(1, int(spec.threads)))
-        dm = evaluators.get_datamodule(spec.data, seed=spec.seed, batch_size=spec.batch_size, **spec.data_kwargs)
+        dm = evaluators.get_datamodule(spec.data, **{"seed": spec.seed, "batch_size": spec.batch_size, **spec.data_kwargs})
         task = dm.builder_kwargs() if callable(getattr(dm, "builder_kwargs", None)) else {
             "input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)}
         model = supernets.build(spec.space, spec.arch, **task)
@@ -99,7 +100,7 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
             metrics = evaluators.evaluate(
                 model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
                 weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed,
-                reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
+                reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s, **spec.evaluator_options,
             )
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         cost = measured_cost(model, tuple(dm.input_shape), spec.hardware)
