@@ -84,12 +84,18 @@ def evaluate(
     trainer_kwargs: dict[str, Any] | None = None,
     verbose: bool = False,
     test: bool = False,
+    **task_options: Any,
 ) -> dict[str, float | int | bool]:
     """Train ``model`` on the data's task and return a flat dict of metrics.
 
     The task comes from the data module (``datamodule.task``, ``evaluators.tasks``): a classifier
     (cross-entropy, ``val_accuracy``) for the classification data sets, a super-resolution model
     (L1, ``val_psnr`` / ``val_ssim`` on Y) for the SR data sets.
+
+    A detection data module (``task == "detection"``: ``digits-detection``, ``voc``, ``coco``)
+    hands the run to :func:`evaluators.detection.evaluate_detection` with the same arguments plus
+    ``task_options`` (``teacher``, ``teacher_epochs``, ``gradient_clip_val``); a classification
+    run takes no task options.
 
     Data: ``datamodule`` if given (then ``data``/``data_kwargs``/``batch_size`` are not used), else
     ``get_datamodule(data, batch_size=batch_size, **data_kwargs)``. The data split has its own seed
@@ -123,12 +129,20 @@ def evaluate(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
+    if datamodule is None:
+        datamodule = get_datamodule(data, **{"batch_size": batch_size, **(data_kwargs or {})})
+    elif data_kwargs:
+        raise ValueError("pass either datamodule or data_kwargs, not both (data_kwargs configures a named data set)")
+    if getattr(datamodule, "task", "classification") == "detection":
+        from .detection import evaluate_detection
+
+        return evaluate_detection(model, datamodule=datamodule, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                                  seed=seed, reporter=reporter, callbacks=callbacks, accelerator=accelerator, max_time_s=max_time_s,
+                                  scheduler=scheduler, trainer_kwargs=trainer_kwargs, verbose=verbose, **task_options)
+    if task_options:
+        raise TypeError(f"evaluate: task {getattr(datamodule, 'task', 'classification')!r} takes no task options, got {', '.join(sorted(task_options))}")
     with quiet_lightning(verbose):
         pl.seed_everything(seed, workers=True, verbose=False)
-        if datamodule is None:
-            datamodule = get_datamodule(data, **{"batch_size": batch_size, **(data_kwargs or {})})
-        elif data_kwargs:
-            raise ValueError("pass either datamodule or data_kwargs, not both (data_kwargs configures a named data set)")
         input_shape = tuple(datamodule.input_shape)
         task = get_task(getattr(datamodule, "task", "classification"))
 

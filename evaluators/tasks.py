@@ -62,6 +62,17 @@ register_task(Task("superres", _superres, "val_psnr", ("val_psnr", "best_val_psn
                    ("val_psnr", "best_val_psnr", "val_ssim", "val_loss", "train_loss")))
 
 
+def _detection(model: nn.Module, datamodule: Any, **hp: Any) -> pl.LightningModule:
+    # without a teacher; evaluators.evaluate hands detection runs to evaluate_detection, which adds one
+    from .detection.module import DetectionModule
+
+    return DetectionModule(model, None, **hp)
+
+
+register_task(Task("detection", _detection, "val_map", ("val_map", "best_val_map", "val_map50", "val_loss"),
+                   ("val_map", "best_val_map", "val_map50", "val_loss", "train_loss")))
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")

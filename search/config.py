@@ -22,6 +22,7 @@ EVAL_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs
 COMMON_EVAL_METRICS = ("params", "macs", "wall_time_s")
 CONSTRAINABLE = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram",
                  "lut_util", "ff_util", "dsp_util", "bram_util", "onchip_dynamic_power_w", "ddr_bytes", "ops")
+DETECTION_OPTIONS = ("teacher", "teacher_epochs", "gradient_clip_val")  # evaluators.detection.evaluate_detection
 COST_FIELDS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram")
 
 
@@ -80,6 +81,9 @@ class Evaluator(_Strict):
     # fn(model, datamodule=dm, epochs=..., seed=..., reporter=...) -> dict of metrics
     # (zero-cost proxies, a custom training loop, or a stub for measuring the engine's overhead)
     function: str | None = None
+    # task options for the evaluator, e.g. detection's {teacher: DIR, teacher_epochs: N}; existing
+    # files and folders named here are logged as artifacts of the search's parent run
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class Hardware(_Strict):
@@ -309,6 +313,14 @@ def check_names(cfg: ExperimentConfig) -> None:
     from search.splits import check_data_kwargs
 
     check_data_kwargs(cfg)
+    if cfg.evaluator.options and cfg.evaluator.function is None:
+        from evaluators.data.registry import task_name_of
+
+        detection = task_name_of(cfg.evaluator.data) == "detection"
+        allowed = DETECTION_OPTIONS if detection else ()
+        for key in cfg.evaluator.options:
+            if key not in allowed:
+                raise ConfigError(f"evaluator.options.{key}", f"an option of the {'detection' if detection else 'classification'} evaluator ({', '.join(allowed) or 'none'})", key)
     import hw_cost
     from hw_cost.constraints import parse_constraint
 

@@ -258,7 +258,8 @@ class SearchEngine:
                          accelerator="gpu" if self.cfg.resources.gpus_per_trial > 0 else "cpu",
                          scheduler=self.scheduler, objectives=self.cfg.objective_names, directions=self.cfg.directions,
                          static_metrics=cost, hardware=self.cost_model.hardware_kwargs(), save_artifacts=self.cfg.save_weights,
-                         evaluate_fn=ev.function, split_seed=split_seed(self.cfg), split_sha256=self.split["val_sha256"])
+                         evaluate_fn=ev.function, split_seed=split_seed(self.cfg), split_sha256=self.split["val_sha256"],
+                         evaluator_options=_absolute_paths(ev.options))
 
     def _make_scheduler(self):
         """The early-stopping scheduler, shared by all workers: a Ray actor, or a local object."""
@@ -632,6 +633,12 @@ class SearchEngine:
         summary["conclude_s"] = round(time.perf_counter() - started, 3)
         write_json_atomic(self.out / "summary.json", summary)
         self.tracker.log_artifact(self.out / "summary.json")
+        for key, value in cfg.evaluator.options.items():  # what the evaluator read (a DeFeat teacher) goes with the search
+            path = Path(value) if isinstance(value, str) else None
+            if path is not None and path.is_dir():
+                self.tracker.client.log_artifacts(self.parent_id, str(path), f"evaluator_inputs/{key}")
+            elif path is not None and path.is_file():
+                self.tracker.log_artifact(path, f"evaluator_inputs/{key}")
         return summary
 
     def _start_figures(self) -> dict[str, float]:
@@ -659,6 +666,14 @@ class SearchEngine:
         from search.ui import ui_url
 
         out.print(f"in MLflow's UI: `abacus ui`, then {ui_url(5000, summary['mlflow_experiment_id'])}")
+
+
+def _absolute_paths(options: dict[str, Any]) -> dict[str, Any]:
+    """Option values that are paths, made absolute against the driver's directory (workers may run
+    elsewhere): strings with a path separator, or naming something that exists."""
+    import os
+
+    return {k: str(Path(v).resolve()) if isinstance(v, str) and (os.sep in v or Path(v).exists()) else v for k, v in options.items()}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -48,6 +48,7 @@ class TrialSpec:
     split_sha256: str = ""  # fingerprint of the validation split the search recorded ("" = not checked)
     test: bool = False  # score the final weights on the held-out test split (retrain only)
     train_on_val: bool = False  # train on train + validation (retrain only)
+    evaluator_options: dict[str, Any] = field(default_factory=dict)  # task options (detection: teacher)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
             metrics = evaluators.evaluate(
                 model, datamodule=dm, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
                 weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed,
-                reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s,
+                reporter=reporter, accelerator=spec.accelerator, max_time_s=spec.max_time_s, **spec.evaluator_options,
                 test=spec.test and getattr(dm, "test_set", None) is not None,  # no test split: no test values, not a failure
             )
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -9,6 +9,7 @@ from spaces import addernet_resnet as _addernet_resnet  # noqa: F401  (registers
 from spaces import fbnet as _fbnet  # noqa: F401
 from spaces import tnt as _tnt  # noqa: F401
 from spaces import edsr_fadn as _edsr_fadn  # noqa: F401
+from spaces import detector as _detector  # noqa: F401
 
 __all__ = [
     "Arch", "Categorical", "Condition", "Dimension", "FloatRange", "IntRange", "InvalidArchitectureError",

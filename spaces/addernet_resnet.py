@@ -25,9 +25,11 @@ OP_CHOICES = ("conv", "adder", "winograd_adder", "binary")
 QUANTISABLE = ("conv", "adder")  # ops with a b-bit variant (QuantConv2d, QuantAdderConv2d)
 
 
-def addernet_resnet_space() -> SearchSpace:
+def backbone_dimensions(stages: int = STAGES) -> list:
+    """The per-stage op / bits / width / blocks dimensions (``stage{s}.*``), shared with every
+    space whose backbone is this ResNet (the ``detector`` space reuses them)."""
     dims = []
-    for s in range(1, STAGES + 1):
+    for s in range(1, stages + 1):
         dims += [
             Categorical(f"stage{s}.op", OP_CHOICES, default="conv", paper=f"{ADDERNET}; {WINOGRAD}; {FDA}",
                         help="3x3 (and shortcut) op of every block in the stage"),
@@ -39,7 +41,12 @@ def addernet_resnet_space() -> SearchSpace:
             IntRange(f"stage{s}.blocks", low=1, high=3, default=3, paper=RESNET,
                      help="basic blocks in the stage (3 = ResNet-20)"),
         ]
-    dims += [
+    return dims
+
+
+def recipe_dimensions() -> list:
+    """Training-recipe dimensions of the backbone's ops (adder ALR eta, lp schedule, FDA terms)."""
+    return [
         FloatRange("recipe.adder_eta", low=0.05, high=1.0, log=True, default=0.2, paper=ADDERNET,
                    help="adaptive learning-rate scale eta of adder layers"),
         Categorical("recipe.lp_schedule", (False, True), default=False, paper=ADDERNET_EXT,
@@ -47,6 +54,11 @@ def addernet_resnet_space() -> SearchSpace:
         IntRange("recipe.fda_terms", low=2, high=24, default=18, paper=FDA,
                  help="upper index n of the Fourier-series sign gradient at the end of training (starts at n/2)"),
     ]
+
+
+def addernet_resnet_space() -> SearchSpace:
+    dims = backbone_dimensions()
+    dims += recipe_dimensions()
     on = (Condition("manidp.enabled", (True,)),)
     dims += [
         Categorical("manidp.enabled", (False, True), default=False, paper=MANIDP,

@@ -1,5 +1,6 @@
 """Data modules by name: ``get_datamodule("digits")``, ``"cifar10"``, ``"cifar100"``, ``"imagefolder"``;
-super-resolution: ``"skimage-sr"`` (embedded), ``"div2k"``, ``"set5"``, ``"set14"``, ``"b100"``, ``"urban100"``, ``"srfolder"``.
+super-resolution: ``"skimage-sr"`` (embedded), ``"div2k"``, ``"set5"``, ``"set14"``, ``"b100"``, ``"urban100"``, ``"srfolder"``;
+detection: ``"digits-detection"``, ``"voc"``, ``"coco"``.
 
 The registry is light (no Lightning); the built-in modules are imported, and so registered, when
 a data set is first built or one of their classes is first used.
@@ -22,6 +23,11 @@ _WHERE = {
     "Cifar10DataModule": ".cifar",
     "Cifar100DataModule": ".cifar",
     "ImageFolderDataModule": ".imagefolder",
+    "DetectionDataModule": ".detection",
+    "DigitsDetectionDataModule": ".detection",
+    "collate_detection": ".detection",
+    "COCODetectionDataModule": ".detection_files",
+    "VOCDetectionDataModule": ".detection_files",
 }
 
 
@@ -49,4 +55,9 @@ __all__ = [
     "Cifar10DataModule",
     "Cifar100DataModule",
     "ImageFolderDataModule",
+    "DetectionDataModule",
+    "DigitsDetectionDataModule",
+    "VOCDetectionDataModule",
+    "COCODetectionDataModule",
+    "collate_detection",
 ]

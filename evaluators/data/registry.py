@@ -23,10 +23,14 @@ BUILTIN: dict[str, str] = {
     "set14": "evaluators.data.superres",
     "b100": "evaluators.data.superres",
     "urban100": "evaluators.data.superres",
+    "digits-detection": "evaluators.data.detection",
+    "voc": "evaluators.data.detection_files",
+    "coco": "evaluators.data.detection_files",
 }
 # The task of each built-in data set that is not classification, so a config is checked without
 # importing the module (a contract test keeps it equal to the classes' ``task``).
-BUILTIN_TASKS: dict[str, str] = {name: "superres" for name, module in BUILTIN.items() if module.endswith(".superres")}
+BUILTIN_TASKS: dict[str, str] = {name: "superres" if module.endswith(".superres") else "detection"
+                                 for name, module in BUILTIN.items() if module.endswith((".superres", ".detection", ".detection_files"))}
 
 
 def register_datamodule(name: str) -> Callable[[type], type]:
