@@ -52,12 +52,15 @@ def check_values(cfg) -> None:
         raise ConfigError("name", "a name of at most 200 printable characters without '/' or '\\' (it names the run directory)", cfg.name)
     if cfg.out is not None and ("\x00" in cfg.out):
         raise ConfigError("out", "a directory path", cfg.out)
-    spread = 10 * cfg.budget.trials + (cfg.retrain.seed_offset if cfg.retrain is not None else 0)
+    from search.retrain import SEED_STRIDE
+
+    trials = cfg.budget.trials if cfg.budget.trials is not None else MAX_TRIALS  # a time-only budget: no trial count
+    spread = 10 * trials + (cfg.retrain.seed_offset + SEED_STRIDE * int(getattr(cfg.retrain, "seeds", 1)) if cfg.retrain is not None else 0)
     if not 0 <= cfg.seed <= SEED_MAX - spread:
         raise ConfigError("seed", f"an integer in [0, {SEED_MAX - spread}] (trial k trains with seed + k; numpy and Lightning take seeds below 2**32)", cfg.seed)
     if cfg.budget.epochs > MAX_EPOCHS:
         raise ConfigError("budget.epochs", f"at most {MAX_EPOCHS:,} epochs", cfg.budget.epochs)
-    if cfg.budget.trials > MAX_TRIALS:
+    if cfg.budget.trials is not None and cfg.budget.trials > MAX_TRIALS:
         raise ConfigError("budget.trials", f"at most {MAX_TRIALS:,} trials", cfg.budget.trials)
     pe = cfg.hardware.pe_array
     if pe is not None and min(pe) < 1:
@@ -86,7 +89,7 @@ def check_data(cfg) -> tuple[tuple[int, ...], int, dict[str, Any] | None, dict[s
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("evaluator.data_kwargs" if ev.data_kwargs else "evaluator.data",
                           f"data set {ev.data!r} readable with these options", f"{ev.data_kwargs} ({detail[:300]})") from None
-    if not shape or min(shape) < 1 or classes < 1:
+    if not shape or min(shape) < 1 or (classes < 1 and getattr(dm, "task", "classification") != "superres"):
         raise ConfigError("evaluator.data", "a data set with a non-empty input shape and at least one class", f"{shape}, {classes} classes")
     return shape, classes, task, split
 

@@ -59,9 +59,13 @@ class ChildRun:
 class BatchWriter:
     """The background writer of one search's child runs, tags and parent metric points."""
 
-    def __init__(self, client, experiment_id: str, parent_id: str, *, max_batch: int = 1000, rest_threads: int = 4) -> None:
+    def __init__(self, client, experiment_id: str, parent_id: str, *, max_batch: int = 1000, rest_threads: int = 4,
+                 linger_s: float = 0.05) -> None:
         self.client, self.experiment_id, self.parent_id = client, experiment_id, parent_id
         self.max_batch = max_batch
+        # after the first queued item, wait this long for more before a round: when trials finish
+        # slower than a commit takes, each round would otherwise carry a single run
+        self.linger_s = linger_s
         store = client._tracking_client.store
         self._sql = _sql_tables(store)
         self._store = store
@@ -136,6 +140,9 @@ class BatchWriter:
                 self._cond.wait_for(lambda: self._closed or self._runs or self._tags or self._parent_points)
                 if self._closed and not (self._runs or self._tags or self._parent_points):
                     return
+                deadline = time.monotonic() + self.linger_s
+                while not self._closed and len(self._runs) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
                 runs, self._runs = self._runs[: self.max_batch], self._runs[self.max_batch:]
                 for r in runs:  # the latest membership rides along with the creation
                     if r.number in self._tags:
