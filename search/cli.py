@@ -196,7 +196,7 @@ def cost(
     if shape is not None and shape[0] * shape[1] * shape[2] > MAX_INPUT_VALUES:
         _fail(f"--input-shape: expected at most {MAX_INPUT_VALUES:,} values in C*H*W (one traced input), found {input_shape!r}")
     pe = _int_tuple(pe_array, "--pe-array", "P_in,P_out", low=1, high=65536)
-    if not 1 <= num_classes <= 1_000_000:
+    if num_classes is not None and not 1 <= num_classes <= 1_000_000:
         _fail(f"--num-classes: expected an integer in [1, 1000000], found {num_classes}")
     if bits is not None and not 1 <= bits <= 32:
         _fail(f"--bits: expected an integer in [1, 32], found {bits}")

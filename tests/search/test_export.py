@@ -153,7 +153,7 @@ def test_exported_digits_model_classifies_raw_inputs(tmp_path):
     record = json.loads((out / "arch.json").read_text())["preprocessing"]
     assert record["class_names"] == [str(i) for i in range(10)] and record["scale"] == 1 / 16 and record["input_shape"] == [1, 8, 8]
 
-    dm = DigitsDataModule(seed=spec.seed)
+    dm = DigitsDataModule(seed=spec.split_seed)  # the worker splits with the search's seed, not the trial's
     dm.setup()
     bunch = load_digits()
     raw = torch.from_numpy(bunch.images[dm.val_indices].astype(np.float32)).unsqueeze(1)  # values 0..16, as shipped
