@@ -26,8 +26,9 @@ STUB = {
 
 
 def _cfg(tmp_path, budget, **extra):
+    run_dir = tmp_path / ("run-" + extra.get("name", "default"))  # one run directory per search (a lock owns it)
     return load_config(None, [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}"],
-                       **{**STUB, "budget": {"epochs": 1, **budget}, "out": str(tmp_path / "run"), **extra})
+                       **{**STUB, "budget": {"epochs": 1, **budget}, "out": str(run_dir), **extra})
 
 
 def test_budget_config_forms():
