@@ -5,9 +5,10 @@ Front door: :func:`evaluate`. Imports run ``spaces <- supernets <- evaluators <-
 package imports no op classes -- recipes find the modules they act on by the methods they define.
 """
 
-import importlib
 import sys
 import types
+
+from ._lazy import lazy_getattr
 
 # Loaded on first use (PEP 562): checking a config needs the data-set names, not Lightning
 # (whose import costs seconds); everything below imports on first attribute access.
@@ -35,12 +36,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())
 
 
 def __dir__() -> list[str]:

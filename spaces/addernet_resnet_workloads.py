@@ -39,6 +39,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
+from spaces.workload_shapes import check_shape, out_size
+
 # Mirrors supernets/resnet.py (kept here: spaces must not import supernets, which imports torch).
 BASE_WIDTHS = (16, 32, 64)
 STRIDES = (1, 2, 2)
@@ -69,21 +71,6 @@ def stage_width(base: int, multiplier: float) -> int:
     return max(4, int(round(base * multiplier)))
 
 
-def _out_size(size: int, kernel: int, stride: int) -> int:
-    """Output side of a conv with padding kernel // 2 (the builder's convention)."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
-
-
-def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
-    try:
-        shape = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_shape: expected (batch, channels, height, width) of positive ints, found {input_shape!r}") from None
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"input_shape: expected (batch, channels, height, width) of positive ints, found {tuple(input_shape)!r}")
-    return shape  # type: ignore[return-value]
-
-
 class _Rows:
     """Appends workload dicts in forward order (the order the tracer records them in)."""
 
@@ -101,7 +88,7 @@ class _Rows:
 
     def conv_op(self, name: str, op: str, bits: int, n: int, cin: int, cout: int, h: int, w: int, k: int, stride: int) -> tuple[int, int]:
         """One conv-like layer of ``op`` (mapping of ``supernets.resnet.make_op``); returns (Ho, Wo)."""
-        ho, wo = _out_size(h, k, stride), _out_size(w, k, stride)
+        ho, wo = out_size(h, k, stride), out_size(w, k, stride)
         pix = n * ho * wo
         kk = k * k
         ie, oe = n * cin * h * w, n * cout * ho * wo
@@ -163,7 +150,7 @@ def addernet_resnet_workload_blocks(arch: Mapping[str, Any], input_shape: Sequen
         return None
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes: expected a positive int, found {num_classes!r}")
-    n, c, h, w = _check_shape(input_shape)
+    n, c, h, w = check_shape(input_shape)
     db = None if default_bits is None else int(default_bits)
     width0 = stage_width(BASE_WIDTHS[0], float(arch["stage1.width"]))
     out = [_stem_rows(n, c, h, w, width0, db)]

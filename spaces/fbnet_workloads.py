@@ -24,20 +24,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from spaces.fbnet import CHANNELS, N_LAYERS, STEM_CHANNELS, check_setting, layer_plan, parse_op
-
-
-def _out(size: int, kernel: int, stride: int) -> int:
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
-
-
-def check_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
-    try:
-        shape = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_shape: expected (batch, channels, height, width) of positive ints, found {input_shape!r}") from None
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"input_shape: expected (batch, channels, height, width) of positive ints, found {tuple(input_shape)!r}")
-    return shape  # type: ignore[return-value]
+from spaces.workload_shapes import check_shape, out_size
 
 
 class _Writer:
@@ -47,7 +34,7 @@ class _Writer:
         self.n, self.bits, self.rows = n, bits, []
 
     def conv(self, name: str, cin: int, cout: int, h: int, w: int, k: int, stride: int, groups: int = 1) -> tuple[int, int]:
-        ho, wo = _out(h, k, stride), _out(w, k, stride)
+        ho, wo = out_size(h, k, stride), out_size(w, k, stride)
         pix = self.n * ho * wo
         cin_g = cin // groups
         dw = groups == cin and groups > 1 and cout % cin == 0

@@ -23,7 +23,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
-from spaces.fbnet_workloads import check_shape
+from spaces.workload_shapes import check_shape
 
 
 def make_divisible(v: float, divisor: int) -> int:

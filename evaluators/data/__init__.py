@@ -6,8 +6,7 @@ The registry is light (no Lightning); the built-in modules are imported, and so 
 a data set is first built or one of their classes is first used.
 """
 
-import importlib
-
+from .._lazy import lazy_getattr
 from .registry import get_datamodule, list_datasets, register_datamodule
 
 _WHERE = {
@@ -31,12 +30,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())
 
 
 __all__ = [
