@@ -177,9 +177,11 @@ class BatchWriter:
     def _write(self, runs: list[ChildRun], updates: list[tuple[str, str]], points: list[tuple[str, float, int]]) -> None:
         if self._sql:
             _write_sql(self._store, self._sql, self.experiment_id, self.parent_id, runs, updates, points)
-            for r in runs:
-                if r.artifacts_dir is not None and r.artifacts_dir.is_dir():
-                    self.client.log_artifacts(r.future.result(), str(r.artifacts_dir))
+            for r in runs:  # a run with weights went in RUNNING: it is closed once they are stored
+                if _has_artifacts(r):
+                    rid = r.future.result()
+                    self.client.log_artifacts(rid, str(r.artifacts_dir))
+                    self.client.set_terminated(rid, status=r.status, end_time=r.end_ms)
             return
         futures = [self._rest.submit(self._write_one_rest, r) for r in runs]
         futures += [self._rest.submit(self.client.set_tag, rid, "pareto", v) for rid, v in updates]
@@ -243,6 +245,10 @@ def _sql_tables(store) -> dict[str, Any] | None:
     return tables
 
 
+def _has_artifacts(r: ChildRun) -> bool:
+    return r.artifacts_dir is not None and r.artifacts_dir.is_dir()
+
+
 def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str, runs: list[ChildRun],
                updates: list[tuple[str, str]], points: list[tuple[str, float, int]]) -> None:
     """One transaction for a round: runs, tags, params, metrics, latest metrics, tag updates."""
@@ -270,7 +276,10 @@ def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str
         rid = uuid.uuid4().hex
         ids.append(rid)
         run_rows.append({"run_uuid": rid, "name": r.run_name, "source_type": SourceType.to_string(SourceType.UNKNOWN),
-                         "source_name": "", "entry_point_name": "", "user_id": r.tags.get("mlflow.user", "unknown"), "status": r.status,
+                         "source_name": "", "entry_point_name": "", "user_id": r.tags.get("mlflow.user", "unknown"),
+                         # RUNNING until its artifacts are stored: a crash in between leaves a run
+                         # that resume recognises as cut short (Tracker.child_runs) and logs again
+                         "status": "RUNNING" if _has_artifacts(r) else r.status,
                          "start_time": r.start_ms or now, "end_time": r.end_ms or now, "lifecycle_stage": LifecycleStage.ACTIVE, "source_version": "",
                          "artifact_uri": append_to_uri_path(artifact_root, rid, "artifacts"), "experiment_id": int(experiment_id)})
         tags = {"mlflow.runName": r.run_name, **r.tags}

@@ -94,19 +94,20 @@ def main_with_faults() -> None:
     kind, _, arg = fault.partition(":")
     mark = Path(os.environ.get("ABACUS_TEST_MARK", "/nonexistent/mark"))
     if kind == "child":
-        import search.tracking as tracking
+        import search.tracking_batch as tracking_batch
 
-        original = tracking.Tracker.log_trial
+        original = tracking_batch.BatchWriter.add_run
 
-        def log_trial(self, number, *args, **kwargs):
-            if number == int(arg) and kwargs.get("role", "trial") == "trial" and not mark.exists():
+        def add_run(self, run):
+            # the child run exists in the store (RUNNING, nothing in it) and the driver dies
+            if run.number == int(arg) and "trial_number" in run.tags and not mark.exists():
                 mark.touch()
-                self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}",
-                                       tags={"mlflow.parentRunId": self.parent_id, "abacus.role": "trial", "trial_number": str(number)})
+                self.client.create_run(self.experiment_id, run_name=run.run_name,
+                                       tags={"mlflow.parentRunId": self.parent_id, "abacus.role": "trial", "trial_number": str(run.number)})
                 os._exit(9)
-            return original(self, number, *args, **kwargs)
+            return original(self, run)
 
-        tracking.Tracker.log_trial = log_trial
+        tracking_batch.BatchWriter.add_run = add_run
     elif kind == "after_finish":
         import search.engine as engine
 
