@@ -3,8 +3,8 @@ cheaper-op student distilled from the float conv teacher; mAP against FPGA energ
 
 Usage::
 
-    python benchmarks/detection_evidence.py --teacher DIR [--seeds 0 1 2] [--epochs 6]
-        [--train-images 256] [--val-images 128] [--out docs/detection_results.jsonl] [--only GROUP ...]
+    python benchmarks/detection_evidence.py --teacher DIR [--seeds 0 1 2] [--epochs 8]
+        [--train-images 512] [--val-images 128] [--out docs/detection_results.jsonl] [--only GROUP ...]
 
 Every run: the ``detector`` space's ``student`` preset (or its 8-bit adder backbone variant),
 built with ``supernets.build``, trained with ``evaluators.evaluate`` on ``digits-detection`` (the
@@ -37,8 +37,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--train-images", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--train-images", type=int, default=512)
     ap.add_argument("--val-images", type=int, default=128)
     ap.add_argument("--out", default="docs/detection_results.jsonl")
     ap.add_argument("--only", nargs="+", choices=sorted(VARIANTS), default=sorted(VARIANTS))
@@ -62,16 +62,18 @@ def main() -> None:
     if out.is_file():
         for line in out.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["variant"], r["seed"], r["epochs"]))
+            done.add((r["variant"], r["seed"], r["epochs"], r.get("train_images", 256)))
     space = get_space("detector")
-    teacher = load_teacher(args.teacher)
-    print("teacher", args.teacher, json.loads((Path(args.teacher) / "teacher.json").read_text())["metrics"], flush=True)
+    teacher = None  # loaded on first use: the runs without distillation can start before the teacher exists
     for seed in args.seeds:
         for group in args.only:
             for name, preset, method in VARIANTS[group]:
-                if (name, seed, args.epochs) in done or (args.variants and name not in args.variants):
+                if (name, seed, args.epochs, args.train_images) in done or (args.variants and name not in args.variants):
                     continue
                 arch = space.complete({**space.preset(preset), "defeat.method": method})
+                if method != "none" and teacher is None:
+                    teacher = load_teacher(args.teacher)
+                    print("teacher", args.teacher, json.loads((Path(args.teacher) / "teacher.json").read_text())["metrics"], flush=True)
                 torch.manual_seed(seed)
                 model = supernets.build(space, arch, input_shape=(1, 64, 64), num_classes=10)
                 dm = evaluators.get_datamodule("digits-detection", train_images=args.train_images, val_images=args.val_images,
@@ -80,7 +82,7 @@ def main() -> None:
                 m = evaluators.evaluate(model, datamodule=dm, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, weight_decay=1e-4, seed=seed,
                                         **({"teacher": teacher} if method != "none" else {}))
                 cost = hw_cost.estimate(model, (1, 1, 64, 64), device="zcu104")
-                rec = {"variant": name, "group": group, "seed": seed, "epochs": args.epochs, "optimizer": args.optimizer, "lr": args.lr,
+                rec = {"variant": name, "group": group, "seed": seed, "epochs": args.epochs, "train_images": args.train_images, "optimizer": args.optimizer, "lr": args.lr,
                        "teacher": args.teacher if method != "none" else None, "arch": arch,
                        "val_map": m["val_map"], "best_val_map": m["best_val_map"], "val_map50": m["val_map50"],
                        "energy_mj": cost.energy_mj, "latency_ms": cost.latency_ms, "params": m["params"],

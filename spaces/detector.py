@@ -31,6 +31,7 @@ from spaces.space import SearchSpace
 DEFEAT = "DeFeat (Guo et al., CVPR 2021, arXiv 2103.14475)"
 FITNET = "FitNets (Romero et al., ICLR 2015, arXiv 1412.6550)"
 FPN = "FPN (Lin et al., CVPR 2017, arXiv 1612.03144)"
+FGFI = "FGFI (Wang et al., CVPR 2019, arXiv 1906.03609)"
 FCOS = "FCOS (Tian et al., ICCV 2019, arXiv 1904.01355)"
 
 
@@ -59,8 +60,11 @@ def detector_space() -> SearchSpace:
                     help="decoupled neck-feature loss on"),
         FloatRange("defeat.alpha_bg", low=1.0, high=24.0, default=12.0, paper=DEFEAT, conditions=neck,
                    help="weight of the neck loss on background cells"),
-        Categorical("defeat.mask", ("gt_per_level", "gt_all_levels"), default="gt_per_level", paper=DEFEAT, conditions=neck,
-                    help="object cells: each GT box on its own FPN level (release) or on every level"),
+        Categorical("defeat.mask", ("gt_per_level", "gt_all_levels", "fgfi_roi"), default="gt_per_level", paper=f"{DEFEAT}; {FGFI}",
+                    conditions=neck, help="object cells: each GT box on its own FPN level (release), on every level, or FGFI's "
+                    "region (locations with a prior of IoU > psi x the box's best prior IoU)"),
+        FloatRange("defeat.fgfi_psi", low=0.3, high=0.8, default=0.5, paper=FGFI, conditions=neck + (Condition("defeat.mask", ("fgfi_roi",)),),
+                   help="FGFI's threshold factor psi on the best prior IoU (paper: 0.5)"),
         Categorical("defeat.use_head", (True, False), default=True, paper=DEFEAT, conditions=de,
                     help="decoupled head KL on positive/negative locations (paper; the shipped VOC config has it off)"),
         FloatRange("defeat.beta_obj", low=0.0, high=4.0, default=2.0, paper=DEFEAT, conditions=head,

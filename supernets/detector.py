@@ -170,7 +170,7 @@ def location_points(sizes: Sequence[tuple[int, int]], strides: Sequence[int], de
 
 
 DISTILL_KEYS = ("method", "adapter", "kd_schedule", "alpha_obj", "use_neck", "alpha_bg", "mask", "use_head", "beta_obj",
-                "beta_bg", "T_obj", "T_bg")
+                "beta_bg", "T_obj", "T_bg", "fgfi_psi")
 
 
 def build_detector(arch: Mapping[str, Any], *, input_shape: Sequence[int] = (1, 64, 64), num_classes: int = 10, **_: Any) -> nn.Module:

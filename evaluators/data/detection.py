@@ -15,6 +15,7 @@ above ``ink_threshold`` of the patch maximum), so they are exact by construction
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,14 @@ def make_target(boxes: Any, labels: Any) -> Target:
     if len(b) != len(y):
         raise ValueError(f"boxes and labels differ in length: {len(b)} vs {len(y)}")
     return {"boxes": b, "labels": y}
+
+
+def content_key(index: int, image: torch.Tensor, target: Target) -> str:
+    """``"<index>:<sha256 of the image's bytes, boxes and labels>"`` (16 hex digits)."""
+    h = hashlib.sha256()
+    for t in (image, target["boxes"], target["labels"]):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return f"{index}:{h.hexdigest()[:16]}"
 
 
 class DetectionDataset(Dataset):
@@ -97,9 +106,19 @@ class DetectionDataModule(pl.LightningDataModule):
         return self._loader(False)
 
     def split_keys(self) -> dict[str, list]:
-        """The split is fixed by ``seed`` (the search's, ``search.splits``) but its members are not
-        fingerprinted yet: no keys, so ``split_identity`` reports sizes 0 and resume cannot check it."""
-        return {}
+        """The validation split's members (``split_identity`` fingerprints them; the engine records
+        the fingerprint on the search's parent run and refuses to resume onto another split).
+
+        In-memory images (the generated canvases) are named by their *content*: index, image bytes,
+        boxes and labels, so any option that changes what is validated on (seed, canvas, sizes,
+        object count, image count) changes the fingerprint. File-backed modules override this with
+        relative file paths. No detection module has a held-out test split: ``"test"`` is empty.
+        """
+        self.setup("fit")
+        val = self.val_set
+        if not isinstance(val, DetectionDataset):
+            raise TypeError(f"{self.name}: split_keys needs an in-memory DetectionDataset or an override, found {type(val).__name__}")
+        return {"val": [content_key(i, img, t) for i, (img, t) in enumerate(zip(val.images, val.targets))], "test": []}
 
     def describe(self) -> dict[str, object]:
         return {"data": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes,

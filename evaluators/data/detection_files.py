@@ -14,6 +14,7 @@ boxes with no area.
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,6 +77,16 @@ class _FileDetectionModule(DetectionDataModule):
         self.image_size, self.mean, self.std, self.val_fraction = int(image_size), float(mean), float(std), float(val_fraction)
         self.input_shape = (3, self.image_size, self.image_size)
 
+    def _key_root(self) -> Path:
+        """The folder validation files are named relative to in :meth:`split_keys`."""
+        raise NotImplementedError
+
+    def split_keys(self) -> dict[str, list]:
+        """Validation images as paths relative to :meth:`_key_root` (no test split)."""
+        self.setup("fit")
+        root = self._key_root()
+        return {"val": [os.path.relpath(f, root) for f in self.val_set.files], "test": []}
+
     def _dataset(self, records: Sequence[tuple[Path, np.ndarray, np.ndarray]]) -> FileDetectionDataset:
         return FileDetectionDataset([r[0] for r in records], [r[1] for r in records], [r[2] for r in records],
                                     self.image_size, self.mean, self.std)
@@ -128,6 +139,9 @@ class VOCDetectionDataModule(_FileDetectionModule):
         self.class_names = list(classes)
         self.num_classes = len(self.class_names)
         self.train_split, self.val_split, self.keep_difficult = train_split, val_split, bool(keep_difficult)
+
+    def _key_root(self) -> Path:
+        return self.root
 
     def _records(self, ids: Sequence[str]) -> list[tuple[Path, np.ndarray, np.ndarray]]:
         index = {c: i for i, c in enumerate(self.class_names)}
@@ -215,6 +229,9 @@ class COCODetectionDataModule(_FileDetectionModule):
         if not self.category_ids:
             raise ValueError(f"coco: {self.train_json} lists no categories")
         self.num_classes = len(self.category_ids)
+
+    def _key_root(self) -> Path:
+        return self.val_images
 
     def _resolve(self, records, folder: Path, source: Path):
         index = {c: i for i, c in enumerate(self.category_ids)}

@@ -226,6 +226,14 @@ class SuperResDataModule(BaseDataModule):
         patch = self.val_patch_size if self.val_mode == "patches" else None
         self.val_set = FixedPairs(self._pairs(val), self.scale, patch, self.val_patches_per_image)
 
+    def split_keys(self) -> dict[str, list]:
+        """Validation images by name, each with the protocol it is scored under (whole image, or
+        the size and count of its crops), since both decide what a PSNR is measured on; there is
+        no held-out test split. ``split_identity`` fingerprints them for the search's resume check."""
+        self.setup("fit")
+        how = "full" if self.val_mode == "full" else f"patches{self.val_patch_size}x{self.val_patches_per_image}"
+        return {"val": [f"{n}|{how}" for n in self.val_names], "test": []}
+
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, batch_size=1 if self.val_mode == "full" else None)
 

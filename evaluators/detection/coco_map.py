@@ -1,8 +1,16 @@
 """COCO mAP as a torchmetrics ``Metric`` computed by pycocotools' ``COCOeval``.
 
-Why not ``torchmetrics.detection.MeanAveragePrecision``: it refuses to start without torchvision
-(it imports ``torchvision.ops.box_convert``), and torchvision from PyPI does not install beside
-this torch. This metric does what that class does with its ``pycocotools`` backend: keep every
+Why not ``torchmetrics.detection.MeanAveragePrecision`` (checked against torchmetrics 1.9.0,
+the installed version): it cannot run without torchvision *whatever its backend*.
+``torchmetrics/detection/__init__.py`` only exports the class when ``_TORCHVISION_AVAILABLE``;
+importing it from ``torchmetrics.detection.mean_ap`` directly still fails in ``__init__``, which
+raises ``ModuleNotFoundError("Metric `bbox` requires that `torchvision` is installed")`` after
+the backend check, for ``backend="pycocotools"`` and ``backend="faster_coco_eval"`` alike; and its
+``update`` converts boxes with ``torchvision.ops.box_convert`` (``detection/helpers.py``). So
+installing faster-coco-eval would not help, and torchvision from PyPI does not install beside this
+torch (it pins its own torch build). ``tests/evaluators/test_detection_map_nms.py`` re-checks the
+refusal, so this wrapper can be dropped the day torchmetrics stops needing torchvision.
+This metric does what that class does with its ``pycocotools`` backend: keep every
 image's predictions and ground truth (list states, concatenated across processes), then build a
 COCO ground-truth object and the detections, and run the official ``COCOeval`` for ``bbox``
 (101-point interpolated AP, IoU thresholds 0.50:0.05:0.95, up to 100 detections per image).

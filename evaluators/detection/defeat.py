@@ -14,6 +14,9 @@ summarised in ``techniques/vision-generative-detection.md`` section 3:
   ``[ly:ry, lx:rx]`` are object cells (a degenerate box marks ``(ly, lx)``);
 * head: ``KL_set(T) = T^2 / |set| sum_set KL(softmax(z_t / T) || softmax(z_s / T))``;
   ``L_head = beta_obj KL_pos(T_obj) + beta_bg KL_neg(T_bg)``; an empty set gives 0;
+* masks besides the release's: ``gt_all_levels`` (every box on every level), ``fgfi_roi`` (FGFI's
+  prior-IoU region, see :func:`fgfi_masks` for how it is carried to an anchor-free FPN) and
+  ``all_ones`` (FitNet);
 * adapter: conv3x3 (padding 1, no activation), weight ``N(0, 1).fmod(2) * 1e-4``, PyTorch's
   default bias; so it is *not* an identity at initialisation.
 
@@ -42,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MASKS = ("gt_per_level", "gt_all_levels", "all_ones")
+MASKS = ("gt_per_level", "gt_all_levels", "fgfi_roi", "all_ones")
+FGFI_RATIOS = (0.5, 1.0, 2.0)
 ADAPTERS = ("conv3x3", "conv1x1", "identity")
 SCHEDULES = ("constant", "linear_decay", "cosine_decay")
 
@@ -54,11 +58,13 @@ def map_roi_levels(boxes: torch.Tensor, num_levels: int, finest_scale: float = 5
 
 
 def gt_masks(boxes: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], strides: Sequence[int], *,
-             finest_scale: float = 56.0, mode: str = "gt_per_level", device: torch.device | None = None) -> list[torch.Tensor]:
+             finest_scale: float = 56.0, mode: str = "gt_per_level", fgfi_psi: float = 0.5,
+             device: torch.device | None = None) -> list[torch.Tensor]:
     """Object masks ``(B, H_l, W_l)`` in {0, 1}, one per level (release ``get_gt_mask``).
 
     ``mode``: ``gt_per_level`` (each box on its own level), ``gt_all_levels`` (each box on every
-    level) or ``all_ones`` (every cell an object cell: plain FitNet imitation).
+    level), ``fgfi_roi`` (FGFI's prior-IoU imitation region, :func:`fgfi_masks` with ``fgfi_psi``)
+    or ``all_ones`` (every cell an object cell: plain FitNet imitation).
     """
     if mode not in MASKS:
         raise ValueError(f"defeat.mask: expected one of {list(MASKS)}, found {mode!r}")
@@ -66,6 +72,8 @@ def gt_masks(boxes: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], st
     masks = [torch.zeros(len(boxes), h, w, device=device) for h, w in sizes]
     if mode == "all_ones":
         return [m.fill_(1.0) for m in masks]
+    if mode == "fgfi_roi":
+        return fgfi_masks(boxes, sizes, strides, psi=fgfi_psi, device=device)
     for b, bx in enumerate(boxes):
         if len(bx) == 0:
             continue
@@ -80,6 +88,43 @@ def gt_masks(boxes: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], st
                     masks[level][b, min(ly, h - 1), min(lx, w - 1)] = 1.0
                 else:
                     masks[level][b, ly:ry, lx:rx] = 1.0
+    return masks
+
+
+def fgfi_masks(boxes: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], strides: Sequence[int], *, psi: float = 0.5,
+               anchor_scale: float = 4.0, ratios: Sequence[float] = FGFI_RATIOS, device: torch.device | None = None) -> list[torch.Tensor]:
+    """FGFI's imitation region (Wang et al., CVPR 2019, arXiv 1906.03609) as ``(B, H_l, W_l)`` masks.
+
+    FGFI marks, for every GT box, the locations having a prior box whose IoU with it exceeds
+    ``psi`` x the best IoU any prior reaches with that box (psi = 0.5 in the paper); the union over
+    boxes is the mask. FGFI is single-level and anchor-based; the ``detector`` head is anchor-free
+    on an FPN, so (derived, not from either paper) the priors are RetinaNet-like boxes centred on
+    every location, ``anchor_scale`` x stride on a side at ``ratios`` (h/w, equal area), and the best
+    IoU is taken over *every* level: the mask then lies on the levels whose priors fit the box.
+    """
+    from supernets.boxes import box_iou
+    from supernets.detector import location_points
+
+    if not 0.0 < float(psi) <= 1.0:
+        raise ValueError(f"defeat.fgfi_psi: expected a value in (0, 1], found {psi!r}")
+    masks = [torch.zeros(len(boxes), h, w, device=device) for h, w in sizes]
+    priors, level_of = [], []
+    for i, ((h, w), s) in enumerate(zip(sizes, strides)):
+        pts = location_points([(h, w)], [s])
+        for r in ratios:
+            pw, ph = anchor_scale * s / math.sqrt(r), anchor_scale * s * math.sqrt(r)
+            priors.append(torch.cat([pts - torch.tensor([pw / 2, ph / 2]), pts + torch.tensor([pw / 2, ph / 2])], 1))
+            level_of.append(i)
+    for b, bx in enumerate(boxes):
+        if len(bx) == 0:
+            continue
+        bx = bx.detach().float().cpu()
+        ious = [box_iou(p, bx) for p in priors]  # one (H_l * W_l, n) block per level and ratio
+        best = torch.stack([m.max(0).values for m in ious]).max(0).values  # (n,) best prior of every box
+        for iou, level in zip(ious, level_of):
+            h, w = sizes[level]
+            hit = ((iou > float(psi) * best) & (best > 0)).any(1).reshape(h, w)
+            masks[level][b][hit.to(masks[level].device)] = 1.0
     return masks
 
 
@@ -170,6 +215,7 @@ class DeFeatLoss(nn.Module):
         self.alpha_bg = 0.0 if self.method == "fitnet" else float(config.get("alpha_bg", 12.0))
         self.beta_obj, self.beta_bg = float(config.get("beta_obj", 2.0)), float(config.get("beta_bg", 2.0))
         self.T_obj, self.T_bg = float(config.get("T_obj", 1.0)), float(config.get("T_bg", 1.0))
+        self.fgfi_psi = float(config.get("fgfi_psi", 0.5))
         kind = str(config.get("adapter", "conv3x3"))
         self.adapters = nn.ModuleList(make_adapter(kind, student_channels, teacher_channels) for _ in range(num_levels)) if self.use_neck else nn.ModuleList()
 
@@ -184,7 +230,8 @@ class DeFeatLoss(nn.Module):
         if self.use_neck:
             feats = student["features"]
             sizes = [tuple(f.shape[-2:]) for f in feats]
-            masks = gt_masks(boxes, sizes, strides, finest_scale=finest_scale, mode=self.mask, device=feats[0].device)
+            masks = gt_masks(boxes, sizes, strides, finest_scale=finest_scale, mode=self.mask, fgfi_psi=self.fgfi_psi,
+                             device=feats[0].device)
             adapted = [a(f) for a, f in zip(self.adapters, feats)]
             neck, l_obj, l_bg = neck_loss(adapted, teacher["features"], masks, self.alpha_obj, self.alpha_bg)
             total = total + neck

@@ -150,3 +150,37 @@ def test_fitnet_is_the_all_ones_neck_loss_and_schedules():
     assert kd_weight("constant", 5, 10) == 1.0 and kd_weight("linear_decay", 5, 10) == 0.5
     assert kd_weight("cosine_decay", 0, 10) == 1.0 and kd_weight("cosine_decay", 10, 10) == pytest.approx(0.0)
     assert math.isclose(kd_weight("cosine_decay", 5, 10), 0.5)
+
+
+def test_fgfi_mask_marks_priors_above_half_the_best_iou():
+    # one level, stride 8, priors 32 px on a side (ratios 0.5 / 1 / 2); the GT box is exactly the
+    # square prior of cell (3, 3). Best IoU 1 -> threshold 0.5: the square priors one cell away
+    # overlap 24 x 32 -> IoU 768 / 1280 = 0.6 (marked); two cells away 0.33 and diagonal 0.39 (not);
+    # the elongated priors add no cell beyond those. So the mask is the plus shape around (3, 3).
+    box = torch.tensor([[12.0, 12.0, 44.0, 44.0]])
+    m = gt_masks([box], [(8, 8)], [8], mode="fgfi_roi")[0][0]
+    expected = torch.zeros(8, 8)
+    for y, x in ((3, 3), (2, 3), (4, 3), (3, 2), (3, 4)):
+        expected[y, x] = 1
+    assert torch.equal(m, expected)
+    looser, stricter = (gt_masks([box], [(8, 8)], [8], mode="fgfi_roi", fgfi_psi=p)[0][0] for p in (0.3, 0.9))
+    assert bool((stricter <= m).all() and (m <= looser).all()) and int(looser.sum()) > 5 and int(stricter.sum()) == 1
+    # across levels the best prior decides: a 12 px box fits the stride-4 priors (16 px), never the 64 px ones
+    two = gt_masks([torch.tensor([[20.0, 20.0, 32.0, 32.0]])], [(16, 16), (4, 4)], [4, 16], mode="fgfi_roi")
+    assert int(two[0].sum()) > 0 and int(two[1].sum()) == 0
+
+
+def test_fgfi_is_a_search_choice_that_reaches_the_loss():
+    from spaces import get_space
+
+    space = get_space("detector")
+    arch = space.complete({**space.preset("student-defeat"), "defeat.mask": "fgfi_roi"})
+    assert arch["defeat.fgfi_psi"] == 0.5 and "defeat.fgfi_psi" not in space.complete(space.preset("student-defeat"))
+    import supernets
+
+    model = supernets.build(space, {**arch, "defeat.fgfi_psi": 0.7}, input_shape=(1, 32, 32), num_classes=10)
+    assert model.distill_config["mask"] == "fgfi_roi" and model.distill_config["fgfi_psi"] == 0.7
+    loss = DeFeatLoss({"method": "defeat", "mask": "fgfi_roi", "fgfi_psi": 0.7, "adapter": "identity"}, 3, 3, 1)
+    assert loss.mask == "fgfi_roi" and loss.fgfi_psi == 0.7
+    with pytest.raises(ValueError, match="fgfi_psi"):
+        gt_masks([torch.tensor([[0.0, 0.0, 8.0, 8.0]])], [(4, 4)], [4], mode="fgfi_roi", fgfi_psi=0.0)

@@ -71,3 +71,17 @@ def test_batched_nms_keeps_overlapping_boxes_of_other_classes_and_giou():
     a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
     assert float(generalized_iou(a, a)) == pytest.approx(1.0)
     assert float(generalized_iou(a, torch.tensor([[3.0, 0.0, 5.0, 2.0]]))) == pytest.approx(0 - (10 - 8) / 10)
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_torchmetrics_map_still_needs_torchvision(backend):
+    # why coco_map.py exists: torchmetrics' own class refuses without torchvision, whatever the
+    # backend. If this starts failing, switch DetectionModule to torchmetrics' MeanAveragePrecision.
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed here")
+    from torchmetrics.detection.mean_ap import MeanAveragePrecision
+
+    with pytest.raises(ModuleNotFoundError, match="torchvision"):
+        MeanAveragePrecision(backend=backend)
