@@ -112,8 +112,9 @@ def test_tiny_detection_search_records_a_front_and_the_teacher(tmp_path, monkeyp
         "fixed": {**TINY, "stage2.op": "conv", "stage3.op": "conv", "stage1.bits": 32, "defeat.adapter": "conv3x3"},
         "restrict": {"stage1.op": ["conv", "adder"], "defeat.method": ["none", "defeat"]},
         "objectives": [{"name": "val_map", "direction": "maximize"}, {"name": "energy_mj", "direction": "minimize"}],
+        "reference_point": {"val_map": 0.0}, "seed": 0,
         "strategy": {"name": "random"}, "budget": {"trials": 3, "epochs": 1},
-        "evaluator": {"data": "digits-detection", "data_kwargs": {**{k: v for k, v in TINY_DATA.items() if k != "batch_size"}, "seed": 0},
+        "evaluator": {"data": "digits-detection", "data_kwargs": {k: v for k, v in TINY_DATA.items() if k not in ("batch_size", "seed")},
                       "batch_size": 8, "lr": 0.01, "options": {"teacher": str(teacher_dir)}},
         "mlflow": {"tracking_uri": uri}, "save_weights": False,
     }
@@ -121,6 +122,7 @@ def test_tiny_detection_search_records_a_front_and_the_teacher(tmp_path, monkeyp
     summary = SearchEngine(load_config(tmp_path / "det.yaml"), progress=False).run()
     assert summary["complete"] == 3, summary["failures"]
     assert summary["front"] and all("val_map" in row["values"] for row in summary["front"])
+    assert summary["split"]["val_size"] == TINY_DATA["val_images"] and summary["split"]["val_sha256"]
     client = MlflowClient(uri)
     arts = [a.path for a in client.list_artifacts(summary["parent_run_id"], "evaluator_inputs/teacher")]
     assert any(p.endswith("arch.json") for p in arts) and any(p.endswith("teacher.json") for p in arts)
