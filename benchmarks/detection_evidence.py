@@ -16,7 +16,7 @@ Cost: ``hw_cost.estimate(model, (1, 1, 64, 64), device="zcu104")`` of the studen
 One JSON line per run is appended to ``--out`` as it finishes; runs already there are skipped.
 
 Groups: ``methods`` (conv student: none / fitnet / defeat, every seed), ``cheap_ops`` (8-bit adder
-student: none / defeat, every seed).
+and 8-bit conv backbones of the same student: none / defeat, every seed).
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from pathlib import Path
 
 VARIANTS = {
     "methods": [("conv-none", "student", "none"), ("conv-fitnet", "student", "fitnet"), ("conv-defeat", "student", "defeat")],
-    "cheap_ops": [("adder8-none", "student-adder8-defeat", "none"), ("adder8-defeat", "student-adder8-defeat", "defeat")],
+    "cheap_ops": [("adder8-none", "student-adder8-defeat", "none"), ("adder8-defeat", "student-adder8-defeat", "defeat"),
+                  ("conv8-none", "student", "none"), ("conv8-defeat", "student", "defeat")],
 }
+# backbone changes on top of the preset (conv8: the conv student with 8-bit backbone stages)
+OVERRIDES = {name: {f"stage{i}.bits": 8 for i in (1, 2, 3)} for name in ("conv8-none", "conv8-defeat")}
 
 
 def main() -> None:
@@ -70,7 +73,7 @@ def main() -> None:
             for name, preset, method in VARIANTS[group]:
                 if (name, seed, args.epochs, args.train_images) in done or (args.variants and name not in args.variants):
                     continue
-                arch = space.complete({**space.preset(preset), "defeat.method": method})
+                arch = space.complete({**space.preset(preset), **OVERRIDES.get(name, {}), "defeat.method": method})
                 if method != "none" and teacher is None:
                     teacher = load_teacher(args.teacher)
                     print("teacher", args.teacher, json.loads((Path(args.teacher) / "teacher.json").read_text())["metrics"], flush=True)
