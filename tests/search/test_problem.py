@@ -106,3 +106,14 @@ def test_two_searches_of_one_problem_compare_in_mlflow_as_in_abacus_compare(tmp_
     forced = compare([str(tmp_path / "runs" / "s-random"), str(tmp_path / "runs" / "s-other")], uri, tmp_path / "cmp3",
                      reference={"val_accuracy": 0.0, "energy_mj": 1.0})
     assert forced["problem"] is None and json.loads((tmp_path / "cmp3" / "compare.json").read_text())["reference_point"]["energy_mj"] == 1.0
+
+
+def test_detection_and_sr_quality_objectives_declare_their_floor():
+    """A detection search needs no hand-set reference: mAP's floor is 0, like PSNR's; an unknown
+    metric still declares nothing (and is refused before the search unless configured)."""
+    from search.problem import declared_bound, undeclarable
+
+    for name in ("val_map", "val_map50", "best_val_map", "val_psnr", "val_ssim"):
+        assert declared_bound(name, 10)[0] == 0.0
+    assert declared_bound("val_made_up", 10) is None
+    assert undeclarable(["val_map", "val_made_up"], {}) == ["val_made_up"]
