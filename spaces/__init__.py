@@ -10,6 +10,7 @@ from spaces import fbnet as _fbnet  # noqa: F401
 from spaces import tnt as _tnt  # noqa: F401
 from spaces import edsr_fadn as _edsr_fadn  # noqa: F401
 from spaces import detector as _detector  # noqa: F401
+from spaces import gan_generator as _gan_generator  # noqa: F401
 
 __all__ = [
     "Arch", "Categorical", "Condition", "Dimension", "FloatRange", "IntRange", "InvalidArchitectureError",

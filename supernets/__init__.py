@@ -8,6 +8,7 @@ from supernets.sampling import ChoiceLayer, list_path_samplers, make_path_sample
 from supernets.supernet import Supernet, build_supernet, has_supernet, list_supernets, recalibrate, register_supernet
 
 from supernets import resnet_supernet as _resnet_supernet  # noqa: F401,E402  (registers built-in supernets)
+from supernets import gan_supernet as _gan_supernet  # noqa: F401,E402
 
 __all__ = [
     "ChoiceLayer", "Supernet", "build", "build_supernet", "has_supernet", "list_path_samplers", "list_supernets",

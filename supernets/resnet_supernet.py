@@ -24,7 +24,7 @@ the space's defaults); ManiDP gates are not supported in the supernet.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -43,7 +43,8 @@ def _sliceable(module: nn.Module) -> nn.Module:
     """Plain ``nn.Conv2d`` from ``make_op`` becomes a ``SlicedConv2d`` with the same shape."""
     if type(module) is nn.Conv2d:
         m = module
-        return SlicedConv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None)
+        return SlicedConv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                            bias=m.bias is not None)
     return module
 
 
@@ -51,12 +52,18 @@ class SharedConv(nn.Module):
     """One conv position of one op family: the float layer (``main``) and, for quantisable
     families, a b-bit twin (``quant``) whose weight *is* ``main.weight``."""
 
-    def __init__(self, op: str, in_ch: int, out_ch: int, kernel: int, stride: int, recipe: Mapping[str, Any], quant: bool) -> None:
+    def __init__(self, op: str, in_ch: int, out_ch: int, kernel: int, stride: int, recipe: Mapping[str, Any], quant: bool,
+                 *, make: Callable[[int], nn.Module] | None = None) -> None:
+        """``make(bits)``: the layer at ``bits`` (default: ``supernets.resnet.make_op`` of ``op``);
+        other supernets (the GAN generator's) pass their own layer factory."""
         super().__init__()
-        self.main = _sliceable(make_op(op, in_ch, out_ch, kernel, stride, bits=32, recipe=recipe))
+        if make is None:
+            def make(bits: int) -> nn.Module:
+                return make_op(op, in_ch, out_ch, kernel, stride, bits=bits, recipe=recipe)
+        self.main = _sliceable(make(32))
         self.quant: nn.Module | None = None
         if quant and op in QUANTISABLE:
-            q = make_op(op, in_ch, out_ch, kernel, stride, bits=8, recipe=recipe)
+            q = make(8)
             q.weight = self.main.weight  # the twin quantises the shared float weights
             if hasattr(q, "alr"):
                 q.alr = "off"  # ALR is applied once, by the float layer that owns the weight

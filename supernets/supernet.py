@@ -195,13 +195,19 @@ def recalibrate(model: nn.Module, batches: Iterable[Any]) -> int:
 
 class SlicedConv2d(nn.Conv2d):
     """``nn.Conv2d`` that uses its first ``active_out_channels`` filters over the first
-    ``x.shape[1]`` input channels (state_dict keys as ``nn.Conv2d``)."""
+    ``x.shape[1]`` input channels (state_dict keys as ``nn.Conv2d``). A depthwise layer
+    (``groups == in_channels == out_channels``) follows its input: k channels use the first k filters."""
 
     active_out_channels: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        oc = self.active_out_channels or self.out_channels
         cin = x.shape[1]
+        if self.groups > 1 and self.groups == self.in_channels == self.out_channels:
+            if cin > self.in_channels:
+                raise ValueError(f"SlicedConv2d (depthwise): {cin} input channels exceed {self.in_channels}")
+            b = None if self.bias is None else self.bias[:cin]
+            return F.conv2d(x, self.weight[:cin], b, self.stride, self.padding, self.dilation, cin)
+        oc = self.active_out_channels or self.out_channels
         if oc > self.out_channels or cin > self.in_channels or self.groups != 1:
             raise ValueError(f"SlicedConv2d: {cin} in / {oc} out channels exceed {self.in_channels} / {self.out_channels} (or groups != 1)")
         w = self.weight if (oc, cin) == (self.out_channels, self.in_channels) else self.weight[:oc, :cin]
