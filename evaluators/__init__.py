@@ -1,4 +1,5 @@
-"""How good a candidate is: Lightning modules (classification, image-to-image, super-resolution),
+"""How good a candidate is: Lightning modules (classification, image-to-image, super-resolution,
+paired GAN translation),
 data modules, technique recipes, metrics.
 
 Front door: :func:`evaluate`. Imports run ``spaces <- supernets <- evaluators <- search``; this
@@ -25,6 +26,15 @@ _WHERE = {
     "evaluate": ".evaluate",
     "count_macs": ".metrics",
     "count_params": ".metrics",
+    "model_size": ".metrics",
+    "GANModule": ".gan",
+    "PatchDiscriminator": ".gan",
+    "GenerationMetrics": ".fid",
+    "RandomConvFeatures": ".fid",
+    "make_extractor": ".fid",
+    "extractor_identity": ".fid",
+    "load_generator": ".gan_teacher",
+    "train_teacher": ".gan_teacher",
     "rgb_to_y": ".metrics",
     "DataCostCallback": ".callbacks",
     "ImageToImageModule": ".image2image",
@@ -78,4 +88,13 @@ __all__ = [
     "register_datamodule",
     "count_macs",
     "count_params",
+    "model_size",
+    "GANModule",
+    "PatchDiscriminator",
+    "GenerationMetrics",
+    "RandomConvFeatures",
+    "make_extractor",
+    "extractor_identity",
+    "load_generator",
+    "train_teacher",
 ]

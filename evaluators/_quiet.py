@@ -17,6 +17,8 @@ _WARNING_PATTERNS = (
     r".*GPU available but not used.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*LeafSpec.*",
+    # frozen submodules (a GAN's FID feature extractor, a distillation teacher) stay in eval mode on purpose
+    r".*module\(s\) in eval mode at the start of training.*",
 )
 
 

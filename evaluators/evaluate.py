@@ -17,7 +17,7 @@ from torch import nn
 from ._quiet import quiet_lightning
 from .callbacks import DataCostCallback, EpochReporter, default_recipe_callbacks, scalar_metrics
 from .data import BaseDataModule, get_datamodule
-from .metrics import count_macs, count_params
+from .metrics import count_macs, count_params, model_size
 from .tasks import get_task
 
 
@@ -25,8 +25,8 @@ class _RunRecorder(Callback):
     """Keeps the per-epoch validation results the final dict is built from (and the best value of
     the task's primary metric, ``primary``)."""
 
-    def __init__(self, primary: str = "val_accuracy") -> None:
-        self.primary = primary
+    def __init__(self, primary: str = "val_accuracy", mode: str = "max") -> None:
+        self.primary, self.mode = primary, mode
         self.epochs = 0
         self.last: dict[str, float] = {}
         self.best = math.nan
@@ -40,8 +40,12 @@ class _RunRecorder(Callback):
         self.epochs += 1
         self.last = scalar_metrics(trainer)
         value = self.last.get(self.primary, math.nan)
-        if not math.isnan(value) and not (value <= self.best):
+        if not math.isnan(value) and (math.isnan(self.best) or _better(value, self.best, self.mode)):
             self.best = value
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a < b if mode == "min" else a > b
 
 
 def _fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, recorder: _RunRecorder) -> None:
@@ -108,11 +112,15 @@ def evaluate(
     automatically unless one of the same type is in ``callbacks``. ``reporter(epoch, metrics)`` is
     called after every epoch (see :class:`EpochReporter`); returning ``True`` stops training.
 
+    Task options (``task_options``) go to the task's Lightning module; the task names those it
+    accepts (``Task.options``; translation: ``teacher``, ``fid_weights``, ``lambda_l1``, ...).
+
     Returns the task's metrics (classification: ``val_accuracy`` and ``val_loss`` (final epoch),
     ``best_val_accuracy``, ``train_loss``; super-resolution: ``val_psnr``, ``best_val_psnr``,
-    ``val_ssim``, ``val_loss``, ``train_loss``), the measured cost summary of dynamic networks
+    ``val_ssim``, ``val_loss``, ``train_loss``; translation: ``val_fid`` (lower is better,
+    ``best_val_fid`` the lowest), ``val_kid``, ``val_loss``), the measured cost summary of dynamic networks
     (``val_cost_ratio``, ... from ``DataCostCallback``),
-    ``params`` (trainable elements), ``macs`` (see :func:`count_macs`: flops/2 at batch 1, so
+    ``params`` (trainable elements), ``size_mb`` / ``size_mib`` / ``file_mb`` (:func:`model_size`), ``macs`` (see :func:`count_macs`: flops/2 at batch 1, so
     multiplication-free ops count 0), ``epochs`` (epochs run), ``wall_time_s`` (training time),
     ``stopped_early`` (the reporter asked to stop) and ``timed_out`` (``max_time_s`` ended training).
     With ``test=True`` the final weights are also scored once on the data module's held-out test
@@ -139,22 +147,24 @@ def evaluate(
         return evaluate_detection(model, datamodule=datamodule, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                                   seed=seed, reporter=reporter, callbacks=callbacks, accelerator=accelerator, max_time_s=max_time_s,
                                   scheduler=scheduler, trainer_kwargs=trainer_kwargs, verbose=verbose, **task_options)
-    if task_options:
-        raise TypeError(f"evaluate: task {getattr(datamodule, 'task', 'classification')!r} takes no task options, got {', '.join(sorted(task_options))}")
+    task = get_task(getattr(datamodule, "task", "classification"))
+    unknown = sorted(set(task_options) - set(task.options))
+    if unknown:
+        raise TypeError(f"evaluate: task {task.name!r} got unknown task option(s) {', '.join(unknown)}; "
+                        f"accepted: {', '.join(task.options) or 'none'}")
     with quiet_lightning(verbose):
         pl.seed_everything(seed, workers=True, verbose=False)
         input_shape = tuple(datamodule.input_shape)
-        task = get_task(getattr(datamodule, "task", "classification"))
 
         params = count_params(model)
         macs = count_macs(model, input_shape)
         module = task.make_module(model, datamodule, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                                  max_epochs=int(epochs), scheduler=scheduler)
+                                  max_epochs=int(epochs), scheduler=scheduler, **task_options)
 
         user_callbacks = list(callbacks)
         user_types = {type(cb) for cb in user_callbacks}
         recipe = [cb for cb in default_recipe_callbacks(model) if type(cb) not in user_types]
-        recorder = _RunRecorder(task.primary)
+        recorder = _RunRecorder(task.primary, task.mode)
         # The reporter runs after the recorder, so a stop request still counts the epoch just run.
         all_callbacks: list[Callback] = [*recipe, *user_callbacks, recorder]
         epoch_reporter = EpochReporter(reporter) if reporter is not None else None
@@ -195,7 +205,7 @@ def evaluate(
 
     value = final.get(task.primary, math.nan)
     seen = [a for a in (recorder.best, value) if not math.isnan(a)]
-    best = max(seen) if seen else math.nan
+    best = (min(seen) if task.mode == "min" else max(seen)) if seen else math.nan
     out: dict[str, float | int | bool] = {k: float(final.get(k, math.nan)) for k in task.metrics}
     out[task.primary], out[task.best] = float(value), float(best)
     cost_keys = sorted({k for cb in all_callbacks if isinstance(cb, DataCostCallback) for k in cb.logged})
@@ -204,6 +214,7 @@ def evaluate(
         **out,
         "params": int(params),
         "macs": int(macs),
+        **model_size(model),
         "epochs": int(recorder.epochs),
         "wall_time_s": float(wall),
         "stopped_early": stopped_early,

@@ -72,3 +72,25 @@ def shave(x: torch.Tensor, border: int) -> torch.Tensor:
 def quantize_01(x: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to the 8-bit grid, as an SR output saved as an image would be."""
     return x.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
+
+
+MB = 1e6  # decimal megabyte
+MIB = 2 ** 20  # binary mebibyte
+FP32_BYTES = 4
+
+
+def model_size(model: nn.Module) -> dict[str, float]:
+    """Model size in MB in the conventions papers use, since which one a paper means is rarely said:
+
+    * ``size_mb`` = parameters x 4 bytes / 10^6 and ``size_mib`` = parameters x 4 bytes / 2^20
+      (every parameter, trainable or not, shared ones once, counted as fp32 whatever its bits:
+      the "model size" of GAN-compression papers);
+    * ``file_mb`` = bytes of the stored ``state_dict`` (``torch.save``) / 10^6: what a checkpoint
+      weighs on disk, buffers (quantiser ranges, batch-norm statistics) and the zip container included.
+    """
+    import io
+
+    n = sum(p.numel() for p in model.parameters())
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return {"size_mb": n * FP32_BYTES / MB, "size_mib": n * FP32_BYTES / MIB, "file_mb": buf.getbuffer().nbytes / MB}

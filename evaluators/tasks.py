@@ -9,7 +9,7 @@ without knowing any task by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:  # checking a config must not import Lightning or torch
     import pytorch_lightning as pl
@@ -21,15 +21,25 @@ __all__ = ["Task", "TASKS", "get_task", "task_of_data", "register_task"]
 @dataclass(frozen=True)
 class Task:
     """``make_module(model, datamodule, **hparams)`` builds the Lightning module; ``primary`` is the
-    validation metric maximised (``best_<primary>`` is kept); ``per_epoch`` are the metrics known
-    after every epoch (for early stopping); ``metrics`` are those ``evaluate`` returns (plus
-    ``params``, ``macs``, ``wall_time_s``, ...)."""
+    validation metric whose best value ``best_<primary>`` is kept (the largest when ``mode`` is
+    ``"max"``, the smallest for ``"min"``: FID); ``per_epoch`` are the metrics known after every
+    epoch (for early stopping); ``metrics`` are those ``evaluate`` returns (plus ``params``,
+    ``macs``, ``size_mb``, ``wall_time_s``, ...). ``options`` are the task options ``evaluate``
+    (and a config's ``evaluator.options``) accept; ``identity(options)`` names what the metric
+    values depend on beyond the data (e.g. ``{"fid.extractor": "random-cnn-v1:..."}``): values
+    with different identities are not comparable, and the search tools refuse to compare them."""
 
     name: str
     make_module: Callable[..., pl.LightningModule]
     primary: str
     per_epoch: tuple[str, ...]
     metrics: tuple[str, ...]
+    mode: str = "max"
+    options: tuple[str, ...] = ()
+    identity: Callable[[Mapping[str, Any]], dict[str, str]] | None = None
+
+    def metric_identity(self, options: Mapping[str, Any] | None = None) -> dict[str, str]:
+        return dict(self.identity(dict(options or {}))) if self.identity is not None else {}
 
     @property
     def best(self) -> str:
@@ -70,7 +80,32 @@ def _detection(model: nn.Module, datamodule: Any, **hp: Any) -> pl.LightningModu
 
 
 register_task(Task("detection", _detection, "val_map", ("val_map", "best_val_map", "val_map50", "val_loss"),
-                   ("val_map", "best_val_map", "val_map50", "val_loss", "train_loss")))
+                   ("val_map", "best_val_map", "val_map50", "val_loss", "train_loss"),
+                   options=("teacher", "teacher_epochs", "gradient_clip_val")))  # evaluators.detection.evaluate_detection
+
+TRANSLATION_OPTIONS = ("teacher", "fid_weights", "lambda_l1", "lambda_distill", "gan_mode", "ndf", "kid_subset_size")
+
+
+def _translation(model: nn.Module, datamodule: Any, *, teacher: str | None = None, fid_weights: str | None = None,
+                 ndf: int = 16, **hp: Any) -> pl.LightningModule:
+    from .fid import make_extractor
+    from .gan import GANModule, PatchDiscriminator
+    from .gan_teacher import load_generator
+
+    channels = int(datamodule.input_shape[0]) + int(datamodule.builder_kwargs().get("out_channels", datamodule.input_shape[0]))
+    return GANModule(model, PatchDiscriminator(channels, int(ndf)), load_generator(teacher) if teacher else None,
+                     make_extractor(fid_weights), **hp)
+
+
+def _translation_identity(options: Mapping[str, Any]) -> dict[str, str]:
+    from .fid import extractor_identity, make_extractor
+
+    return {"fid.extractor": extractor_identity(make_extractor(options.get("fid_weights")))}
+
+
+register_task(Task("translation", _translation, "val_fid", ("val_fid", "best_val_fid", "val_kid", "val_loss"),
+                   ("val_fid", "best_val_fid", "val_kid", "val_loss", "train_loss", "train_d_loss"), mode="min",
+                   options=TRANSLATION_OPTIONS, identity=_translation_identity))
 
 
 def get_task(name: str) -> Task:

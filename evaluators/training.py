@@ -30,6 +30,8 @@ class TrainingModule(pl.LightningModule):
     ``None``) that is added to the loss; their sum is logged as ``train_aux_loss``.
     """
 
+    hparams_ignore: tuple[str, ...] = ()
+
     def __init__(self, model: nn.Module, optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 5e-4, max_epochs: int = 10, scheduler: str = "cosine", nesterov: bool = False) -> None:
         super().__init__()
@@ -45,8 +47,9 @@ class TrainingModule(pl.LightningModule):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         if int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
-        # collects the init arguments of the subclasses too (Lightning walks the __init__ frames)
-        self.save_hyperparameters(ignore=["model"])
+        # collects the init arguments of the subclasses too (Lightning walks the __init__ frames);
+        # subclasses name their module arguments in ``hparams_ignore`` (modules are not hyper-parameters)
+        self.save_hyperparameters(ignore=["model", *self.hparams_ignore])
         self.model = model
         self._aux_modules = [m for m in model.modules() if callable(getattr(m, "auxiliary_loss", None))]
 

@@ -25,7 +25,7 @@ import numpy as np
 import typer
 
 from search.pareto import hypervolume, non_dominated_mask
-from search.problem import TAG_PROBLEM, reference_from_tags
+from search.problem import TAG_METRIC, TAG_PROBLEM, reference_from_tags
 from search.runs import RunLookupError, SearchRecord, read_search
 
 COMPARE_EXPERIMENT = "abacus-compare"
@@ -42,7 +42,24 @@ def _unique_labels(records: Sequence[SearchRecord]) -> None:
             seen[base] = 1
 
 
+def _check_metric_identity(records: Sequence[SearchRecord]) -> None:
+    """Refuse searches whose quality values were measured differently (another FID extractor):
+    no reference point makes such values comparable, so ``--ref`` does not override this."""
+    first = records[0]
+
+    def identity(rec: SearchRecord) -> dict[str, str]:
+        return {k[len(TAG_METRIC):]: v for k, v in rec.tags.items() if k.startswith(TAG_METRIC)}
+
+    for r in records[1:]:
+        a, b = identity(first), identity(r)
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                raise RunLookupError(f"{key} differs: {first.label!r} measured with {a.get(key, 'none recorded')!r} but "
+                                     f"{r.label!r} with {b.get(key, 'none recorded')!r}; their values are not comparable")
+
+
 def _check_objectives(records: Sequence[SearchRecord]) -> None:
+    _check_metric_identity(records)
     first = records[0]
     for r in records[1:]:
         if r.objectives != first.objectives:

@@ -19,10 +19,9 @@ from search.errors import ConfigError
 # classification's; every task names its own (evaluators.tasks: val_psnr, val_ssim for super-resolution)
 PER_EPOCH_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss")
 EVAL_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
-COMMON_EVAL_METRICS = ("params", "macs", "wall_time_s")
+COMMON_EVAL_METRICS = ("params", "macs", "size_mb", "size_mib", "file_mb", "wall_time_s")
 CONSTRAINABLE = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram",
                  "lut_util", "ff_util", "dsp_util", "bram_util", "onchip_dynamic_power_w", "ddr_bytes", "ops")
-DETECTION_OPTIONS = ("teacher", "teacher_epochs", "gradient_clip_val")  # evaluators.detection.evaluate_detection
 COST_FIELDS = ("energy_mj", "latency_ms", "throughput_fps", "power_w", "lut", "ff", "dsp", "bram")
 
 
@@ -314,13 +313,11 @@ def check_names(cfg: ExperimentConfig) -> None:
 
     check_data_kwargs(cfg)
     if cfg.evaluator.options and cfg.evaluator.function is None:
-        from evaluators.data.registry import task_name_of
-
-        detection = task_name_of(cfg.evaluator.data) == "detection"
-        allowed = DETECTION_OPTIONS if detection else ()
+        data_task = evaluators.task_of_data(cfg.evaluator.data)
+        allowed = data_task.options  # what the task's evaluator accepts (evaluators.tasks.Task.options)
         for key in cfg.evaluator.options:
             if key not in allowed:
-                raise ConfigError(f"evaluator.options.{key}", f"an option of the {'detection' if detection else 'classification'} evaluator ({', '.join(allowed) or 'none'})", key)
+                raise ConfigError(f"evaluator.options.{key}", f"an option of the {data_task.name} evaluator ({', '.join(allowed) or 'none'})", key)
     import hw_cost
     from hw_cost.constraints import parse_constraint
 

@@ -42,7 +42,8 @@ TAG_REFERENCE = "abacus.reference."
 # data options that say where the data is or how it is batched, not which problem it poses
 DATA_OPTIONS_IGNORED = ("batch_size", "num_workers", "root", "seed")
 COST_OBJECTIVES = ("energy_mj", "latency_ms", "power_w", "lut", "ff", "dsp", "bram")
-MODEL_OBJECTIVES = ("params", "macs")
+MODEL_OBJECTIVES = ("params", "macs", "size_mb", "size_mib", "file_mb")
+TAG_METRIC = "abacus.metric."  # what the quality values depend on beyond the data (e.g. the FID extractor)
 
 
 class ProblemError(ValueError):
@@ -64,8 +65,11 @@ class Problem:
         return {n: float(v) for n, v in zip(self.names, self.reference)}
 
     def tags(self) -> dict[str, str]:
-        """What the parent run carries: the key, each coordinate of the point and where it came from."""
+        """What the parent run carries: the key, each coordinate of the point and where it came from,
+        and the metric identity (``abacus.metric.fid.extractor``, ...) when the task has one."""
         out = {TAG_PROBLEM: self.key}
+        for k, v in self.description.get("metric_identity", {}).items():
+            out[f"{TAG_METRIC}{k}"] = str(v)
         for n, v in self.reference_point.items():
             out[f"{TAG_REFERENCE}{n}"] = repr(v)
             out[f"{TAG_REFERENCE}{n}.source"] = self.sources.get(n, "")[:500]
@@ -190,7 +194,12 @@ def worst_over_space(space, fixed: Mapping[str, Any], measure: Callable[[dict], 
 def describe(cfg, space, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
     """What identifies the problem (the reference point is added by ``define_problem``)."""
     hw = cfg.hardware
+    import evaluators
+
+    identity = evaluators.task_of_data(cfg.evaluator.data).metric_identity(cfg.evaluator.options)
     return {
+        # values of metrics measured differently (another FID feature extractor) are another problem
+        **({"metric_identity": identity} if identity else {}),
         "space": space.to_dict(),
         "fixed": dict(sorted(cfg.fixed.items())),
         "objectives": [{"name": o.name, "direction": o.direction} for o in cfg.objectives],
@@ -241,9 +250,10 @@ def define_problem(cfg, space, cost_model, input_shape: Sequence[int], num_class
 
 
 def model_size(space, arch: Mapping[str, Any], input_shape: Sequence[int], num_classes: int) -> dict[str, float]:
-    """Parameters and MACs of the built network (what the evaluator reports as ``params``/``macs``)."""
+    """Parameters, MACs and sizes in MB of the built network (what the evaluator reports as
+    ``params``/``macs``/``size_mb``/``size_mib``/``file_mb``)."""
     import supernets
-    from evaluators import count_macs, count_params
+    from evaluators import count_macs, count_params, model_size as sizes
 
     model = supernets.build(space, dict(arch), input_shape=tuple(input_shape), num_classes=num_classes)
-    return {"params": float(count_params(model)), "macs": float(count_macs(model, tuple(input_shape)))}
+    return {"params": float(count_params(model)), "macs": float(count_macs(model, tuple(input_shape))), **sizes(model)}

@@ -1,6 +1,7 @@
 """Data modules by name: ``get_datamodule("digits")``, ``"cifar10"``, ``"cifar100"``, ``"imagefolder"``;
 super-resolution: ``"skimage-sr"`` (embedded), ``"div2k"``, ``"set5"``, ``"set14"``, ``"b100"``, ``"urban100"``, ``"srfolder"``;
-detection: ``"digits-detection"``, ``"voc"``, ``"coco"``.
+detection: ``"digits-detection"``, ``"voc"``, ``"coco"``; paired translation: ``"skimage-edges"`` (embedded),
+``"pairs-folder"`` (pix2pix side-by-side folders).
 
 The registry is light (no Lightning); the built-in modules are imported, and so registered, when
 a data set is first built or one of their classes is first used.
@@ -27,6 +28,9 @@ _WHERE = {
     "collate_detection": ".detection",
     "COCODetectionDataModule": ".detection_files",
     "VOCDetectionDataModule": ".detection_files",
+    "TranslationDataModule": ".translation",
+    "SkimageEdgesDataModule": ".translation",
+    "SideBySideDataModule": ".translation",
 }
 
 
@@ -54,4 +58,7 @@ __all__ = [
     "VOCDetectionDataModule",
     "COCODetectionDataModule",
     "collate_detection",
+    "TranslationDataModule",
+    "SkimageEdgesDataModule",
+    "SideBySideDataModule",
 ]

@@ -26,11 +26,14 @@ BUILTIN: dict[str, str] = {
     "digits-detection": "evaluators.data.detection",
     "voc": "evaluators.data.detection_files",
     "coco": "evaluators.data.detection_files",
+    "skimage-edges": "evaluators.data.translation",
+    "pairs-folder": "evaluators.data.translation",
 }
 # The task of each built-in data set that is not classification, so a config is checked without
 # importing the module (a contract test keeps it equal to the classes' ``task``).
-BUILTIN_TASKS: dict[str, str] = {name: "superres" if module.endswith(".superres") else "detection"
-                                 for name, module in BUILTIN.items() if module.endswith((".superres", ".detection", ".detection_files"))}
+_MODULE_TASKS = {".superres": "superres", ".detection": "detection", ".detection_files": "detection", ".translation": "translation"}
+BUILTIN_TASKS: dict[str, str] = {name: task for name, module in BUILTIN.items()
+                                 for suffix, task in _MODULE_TASKS.items() if module.endswith(suffix)}
 
 
 def register_datamodule(name: str) -> Callable[[type], type]:
