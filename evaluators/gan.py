@@ -28,7 +28,7 @@ from torch import nn
 from .fid import GenerationMetrics
 from .training import TrainingModule, param_groups
 
-__all__ = ["PatchDiscriminator", "GANModule", "GAN_MODES", "gan_loss"]
+__all__ = ["PatchDiscriminator", "GANModule", "GAN_MODES", "gan_loss", "patch_layers"]
 
 GAN_MODES = ("vanilla", "lsgan")
 
@@ -53,6 +53,15 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def patch_layers(size: int, most: int = 3) -> int:
+    """The largest ``n_layers`` <= ``most`` whose PatchGAN still has >= 2x2 patches before its last
+    conv on ``size``-pixel inputs (pix2pix's 3 from 32 px up; 2 at 16 px; 1 below)."""
+    n = most
+    while n > 1 and (size // 2) // 2 ** (n - 1) < 3:
+        n -= 1
+    return n
 
 
 def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:

@@ -89,11 +89,12 @@ TRANSLATION_OPTIONS = ("teacher", "fid_weights", "lambda_l1", "lambda_distill", 
 def _translation(model: nn.Module, datamodule: Any, *, teacher: str | None = None, fid_weights: str | None = None,
                  ndf: int = 16, **hp: Any) -> pl.LightningModule:
     from .fid import make_extractor
-    from .gan import GANModule, PatchDiscriminator
+    from .gan import GANModule, PatchDiscriminator, patch_layers
     from .gan_teacher import load_generator
 
     channels = int(datamodule.input_shape[0]) + int(datamodule.builder_kwargs().get("out_channels", datamodule.input_shape[0]))
-    return GANModule(model, PatchDiscriminator(channels, int(ndf)), load_generator(teacher) if teacher else None,
+    disc = PatchDiscriminator(channels, int(ndf), patch_layers(min(datamodule.input_shape[1:])))
+    return GANModule(model, disc, load_generator(teacher) if teacher else None,
                      make_extractor(fid_weights), **hp)
 
 

@@ -344,9 +344,12 @@ def check_names(cfg: ExperimentConfig) -> None:
         if c.relative and c.field not in ("lut", "ff", "dsp", "bram"):
             raise ConfigError(f"constraints.{i}", "'* device' only on a resource (lut, ff, dsp, bram)", text)
     if cfg.scheduler.name != "none":
+        from search.worker import STATIC_MODEL_METRICS
+
+        rankable = task.per_epoch + COST_FIELDS + STATIC_MODEL_METRICS
         for i, name in enumerate(names):
-            if name not in task.per_epoch + COST_FIELDS:
-                raise ConfigError(f"objectives.{i}.name", f"an objective known after every epoch for early stopping ({', '.join(task.per_epoch + COST_FIELDS)})", name)
+            if name not in rankable:
+                raise ConfigError(f"objectives.{i}.name", f"an objective known after every epoch for early stopping ({', '.join(rankable)})", name)
         if cfg.scheduler.name != "mo-asha" and len(names) > 1:
             raise ConfigError("scheduler.name", "'mo-asha' for a multi-objective search (Optuna's pruners take one objective)", cfg.scheduler.name)
         if cfg.scheduler.min_epochs >= cfg.budget.epochs:

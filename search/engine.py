@@ -507,14 +507,20 @@ class SearchEngine:
             return
         from search.schedulers import call, rung_values
 
+        import evaluators
+
+        from search.worker import STATIC_MODEL_METRICS
+
         names = self.cfg.objective_names
+        data_task = evaluators.task_of_data(self.cfg.evaluator.data)
+        minimize = (data_task.primary,) if data_task.mode == "min" else ()
         for ft in sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number):
             o = ft.user_attrs.get("outcome")
             if not o or o.get("state") not in (TrialState.COMPLETE, TrialState.PRUNED) or not o.get("history"):
                 continue
-            static = {k: v for k, v in o.get("metrics", {}).items() if k in COST_KEYS}
+            static = {k: v for k, v in o.get("metrics", {}).items() if k in COST_KEYS or k in STATIC_MODEL_METRICS}
             value = o["values"].get(names[0]) if o["state"] == TrialState.COMPLETE else None
-            call(self.scheduler, "restore", o.get("number", ft.number), rung_values(names, static, o["history"]),
+            call(self.scheduler, "restore", o.get("number", ft.number), rung_values(names, static, o["history"], minimize),
                  o["state"] == TrialState.PRUNED, value)
 
     def _log_child(self, number: int, o: dict[str, Any], on_front: bool | None) -> Future:

@@ -89,7 +89,7 @@ def check_data(cfg) -> tuple[tuple[int, ...], int, dict[str, Any] | None, dict[s
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("evaluator.data_kwargs" if ev.data_kwargs else "evaluator.data",
                           f"data set {ev.data!r} readable with these options", f"{ev.data_kwargs} ({detail[:300]})") from None
-    if not shape or min(shape) < 1 or (classes < 1 and getattr(dm, "task", "classification") != "superres"):
+    if not shape or min(shape) < 1 or (classes < 1 and getattr(dm, "task", "classification") == "classification"):
         raise ConfigError("evaluator.data", "a data set with a non-empty input shape and at least one class", f"{shape}, {classes} classes")
     return shape, classes, task, split
 

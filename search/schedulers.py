@@ -17,7 +17,7 @@ call ``report(trial, epoch, values) -> stop?`` after each epoch (``epoch`` count
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -33,16 +33,22 @@ def rung_epochs(min_epochs: int, reduction_factor: int, max_epochs: int) -> list
     return rungs
 
 
-def rung_values(objectives: Sequence[str], static: dict[str, float], history: Sequence[dict[str, float]]) -> list[tuple[int, list[float]]]:
+def rung_values(objectives: Sequence[str], static: dict[str, float], history: Sequence[dict[str, float]],
+                minimize: Collection[str] = ()) -> list[tuple[int, list[float]]]:
     """(finished epochs, objective values) after each epoch of ``history``, as a worker reports
     them: the per-epoch metrics, the running best of every ``best_<metric>`` objective (the
-    task's primary metric: ``val_accuracy``, ``val_psnr``, ...) and the static cost.
-    The worker and the resume (which rebuilds the rungs from the journal) both use this."""
+    task's primary metric: ``val_accuracy``, ``val_psnr``, ...; the lowest for metrics in
+    ``minimize``, a task whose primary is minimised: ``val_fid``) and the static values (cost,
+    model size). The worker and the resume (which rebuilds the rungs from the journal) both use this."""
     bests = {name: name[len("best_"):] for name in objectives if name.startswith("best_")}
-    out, best = [], {name: float("-inf") for name in bests}
+    low = {name for name, metric in bests.items() if metric in minimize}
+    out, best = [], {name: float("inf") if name in low else float("-inf") for name in bests}
     for i, row in enumerate(history):
         for name, metric in bests.items():
-            best[name] = max(best[name], float(row.get(metric, float("-inf"))))
+            if name in low:
+                best[name] = min(best[name], float(row.get(metric, float("inf"))))
+            else:
+                best[name] = max(best[name], float(row.get(metric, float("-inf"))))
         known = {**static, **row, **best}
         out.append((int(row.get("epoch", i)) + 1, [float(known.get(name, float("nan"))) for name in objectives]))
     return out

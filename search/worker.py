@@ -66,6 +66,17 @@ class TrialResult:
     tags: dict[str, str] = field(default_factory=dict)  # e.g. the fingerprint of the split the trial saw
 
 
+STATIC_MODEL_METRICS = ("params", "size_mb", "size_mib", "file_mb")  # what a built model tells before training
+
+
+def static_model_metrics(model: Any) -> dict[str, float]:
+    """``params`` and the sizes in MB (``evaluators.model_size``) of a built model: known before
+    training, equal to what the evaluation reports afterwards."""
+    from evaluators import count_params, model_size
+
+    return {"params": float(count_params(model)), **model_size(model)}
+
+
 def run_trial(spec: TrialSpec) -> TrialResult:
     """Build and train ``spec``'s candidate; the result is tagged ``score_source: trained``."""
     result = _run_trial(spec)
@@ -99,6 +110,10 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
             "input_shape": tuple(dm.input_shape), "num_classes": int(dm.num_classes)}
         seed_everything(spec.seed, workers=True, verbose=False)  # before the build: the seed fixes the initial weights
         model = supernets.build(spec.space, spec.arch, **task)
+        data_task = evaluators.task_of_data(spec.data)
+        minimize = (data_task.primary,) if data_task.mode == "min" else ()
+        # known before training, so early stopping can rank on them: the cost and the model's size
+        static = {**spec.static_metrics, **(static_model_metrics(model) if spec.scheduler is not None else {})}
 
         def reporter(epoch: int, metrics: dict[str, float]) -> bool:
             row = {k: float(v) for k, v in metrics.items()}
@@ -107,7 +122,7 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
                 return False
             from search.schedulers import call, rung_values
 
-            finished, values = rung_values(spec.objectives, spec.static_metrics, history)[-1]
+            finished, values = rung_values(spec.objectives, static, history, minimize)[-1]
             return bool(call(spec.scheduler, "report", spec.number, finished, values))
 
         if spec.evaluate_fn:
