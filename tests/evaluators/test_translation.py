@@ -190,3 +190,29 @@ def test_teacher_round_trip(tmp_path):
     assert not teacher.training
     with pytest.raises(ValueError, match="exported generator directory"):
         load_generator(tmp_path / "missing")
+
+
+# -- the FID Inception from a local file ---------------------------------------------------------
+
+def test_inception_from_a_local_file(tmp_path):
+    from evaluators.fid import make_extractor
+    from evaluators.inception import InceptionFeatures
+
+    torch.manual_seed(0)
+    ref = InceptionFeatures()
+    # torchvision's Inception v3 has 27,161,264 parameters; without AuxLogits (3,326,696) and the
+    # 1000-class fc (2,049,000) that leaves the FID trunk's 21,785,568
+    assert sum(p.numel() for p in ref.parameters()) == 21_785_568
+    state = {**ref.state_dict(), "fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}
+    torch.save(state, tmp_path / "pt_inception.pth")
+    loaded = make_extractor(str(tmp_path / "pt_inception.pth"))
+    assert isinstance(loaded, InceptionFeatures) and extractor_identity(loaded) == extractor_identity(ref)
+    assert extractor_identity(loaded).startswith("inception:")
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(loaded(x), ref(x)) and loaded(x).shape == (2, 2048)
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="does not hold the FID Inception") as info:
+        make_extractor(str(tmp_path / "other.pth"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="found nothing"):
+        make_extractor(str(tmp_path / "missing.pth"))

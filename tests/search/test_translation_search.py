@@ -92,3 +92,13 @@ def test_compare_refuses_values_of_different_extractors():
     assert "not comparable" in str(info.value)
     with pytest.raises(RunLookupError, match="none recorded"):
         _check_objectives([rec("a", "random-cnn-v1:aa"), rec("b", None)])
+
+
+def test_rungs_keep_the_lowest_fid_as_the_best():
+    from search.schedulers import rung_values
+
+    history = [{"epoch": 0.0, "val_fid": 5.0}, {"epoch": 1.0, "val_fid": 7.0}, {"epoch": 2.0, "val_fid": 4.0}]
+    rows = rung_values(["best_val_fid", "size_mb"], {"size_mb": 0.5}, history, minimize=("val_fid",))
+    assert [v for _, v in rows] == [[5.0, 0.5], [5.0, 0.5], [4.0, 0.5]]
+    acc = rung_values(["best_val_accuracy"], {}, [{"val_accuracy": 0.5}, {"val_accuracy": 0.4}])
+    assert [v for _, v in acc] == [[0.5], [0.5]]

@@ -183,3 +183,17 @@ def test_strict_fair_sampler_trains_every_operator_once_per_step():
             for key, op in cell.choices.items():
                 if key.endswith("-conv"):
                     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in op.parameters()), key
+
+
+def test_sr_layout_trains_with_the_sr_evaluator():
+    import evaluators
+
+    sp = get_space("gan-generator-sr").with_options({"base_width": 8})
+    arch = sp.complete({"sr.scale": 2, **{f"body.b{i}.keep": False for i in range(3, 9)}, "body.b2.op": "dwsep"})
+    dm = evaluators.get_datamodule("skimage-sr", scale=2, images=("camera.png", "coins.png", "moon.png"), patch_size=8,
+                                   patches_per_epoch=8, val_patch_size=16, val_patches_per_image=2, batch_size=4)
+    model = supernets.build(sp, arch, **dm.builder_kwargs())
+    out = evaluators.evaluate(model, datamodule=dm, epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0)
+    assert out["val_psnr"] > 0 and out["size_mb"] == pytest.approx(sum(p.numel() for p in model.parameters()) * 4e-6)
+    with pytest.raises(ValueError, match="sr.scale"):
+        supernets.build(sp, arch, input_shape=(3, 8, 8), scale=3)
