@@ -28,7 +28,7 @@ from torch import nn
 from .fid import GenerationMetrics
 from .training import TrainingModule, param_groups
 
-__all__ = ["PatchDiscriminator", "GANModule", "GAN_MODES", "gan_loss", "patch_layers"]
+__all__ = ["PatchDiscriminator", "GANModule", "GANSupernetModule", "GAN_MODES", "gan_loss", "patch_layers", "score_generator"]
 
 GAN_MODES = ("vanilla", "lsgan")
 
@@ -187,3 +187,68 @@ class GANModule(TrainingModule):
             return opts
         scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=self.hparams.max_epochs, eta_min=0.0) for o in opts]
         return opts, scheds
+
+
+class GANSupernetModule(GANModule):
+    """Trains a weight-sharing generator supernet (``supernets.build_supernet("gan-generator", ...)``)
+    with the GAN losses: per step the ``sampler`` (``supernets.make_path_sampler``: ``strict-fair``,
+    ``uniform``, ``sandwich``) draws its paths; the discriminator takes one step on the mean of its
+    losses over the paths' generated images, then the generator takes one step on the sum of the
+    paths' generator losses (every choice of a strict-fair step gets exactly one gradient
+    contribution, FairNAS). Validation scores the largest path (ordered layers at their last
+    choice, operators at their first); sub-networks are scored with
+    :func:`score_generator` after ``set_active``."""
+
+    hparams_ignore = (*GANModule.hparams_ignore, "supernet", "sampler")
+
+    def __init__(self, supernet: nn.Module, discriminator: nn.Module, sampler: Any, **kwargs: Any) -> None:
+        super().__init__(supernet, discriminator, **kwargs)
+        self.sampler = sampler
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        opt_g, opt_d = self.optimizers()
+        paths = self.sampler.paths()
+        fakes = []
+        for path in paths:
+            self.model.set_active(path)
+            fakes.append(self.model(x))
+        loss_d = self.checked(torch.stack([self.discriminator_loss(x, y, f) for f in fakes]).mean(), "discriminator")
+        opt_d.zero_grad()
+        self.manual_backward(loss_d)
+        opt_d.step()
+        loss_g = self.checked(torch.stack([self.generator_loss(x, y, f)[0] for f in fakes]).sum(), "train")
+        opt_g.zero_grad()
+        self.manual_backward(loss_g)
+        opt_g.step()
+        opt_g.zero_grad()
+        n = len(y)
+        self.log("train_loss", loss_g.detach() / len(paths), on_step=False, on_epoch=True, batch_size=n)
+        self.log("train_d_loss", loss_d.detach(), on_step=False, on_epoch=True, batch_size=n)
+        return loss_g.detach()
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        layers = self.model.choice_layers()
+        self.model.set_active({layer.label: layer.choices[-1] if layer.ordered else layer.choices[0] for layer in layers})
+
+
+@torch.no_grad()
+def score_generator(model: nn.Module, batches: Any, metrics: GenerationMetrics | None = None) -> dict[str, float]:
+    """``fid``, ``kid`` and ``l1`` (mean absolute error to the targets) of ``model`` (a generator,
+    or a supernet after ``set_active``) in eval mode on ``batches`` of (input, target); the
+    model's mode is restored. ``metrics`` (reset here) chooses the extractor (default ``random-cnn-v1``)."""
+    metrics = metrics if metrics is not None else GenerationMetrics()
+    metrics.reset()
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in batches:
+            fake = model(x)
+            metrics.update(fake, y)
+            total += float((fake - y).abs().sum())
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    return {**metrics.compute(), "l1": total / max(count, 1)}

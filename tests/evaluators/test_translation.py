@@ -216,3 +216,36 @@ def test_inception_from_a_local_file(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="found nothing"):
         make_extractor(str(tmp_path / "missing.pth"))
+
+
+def test_gan_supernet_module_trains_every_operator_and_scores_subnetworks():
+    import pytorch_lightning as pl
+
+    from evaluators.gan import GANSupernetModule, score_generator
+    from spaces.gan_generator import dimension_groups
+    from supernets.sampling import make_path_sampler
+
+    torch.manual_seed(0)
+    sp = get_space("gan-generator").with_options({"base_width": 4})
+    groups, default = dimension_groups(sp), sp.default()
+    fixed = {lab: default[lab] for lab in groups["path"] + groups["channel"] if lab in default}
+    fixed.update({**{f"body.b{i}.keep": False for i in range(2, 7)},
+                  **{lab: "conv" for lab in groups["operator"] if lab.endswith(".family")},
+                  **{lab: 32 for lab in groups["operator"] if lab.endswith(".bits")}})
+    sn = supernets.build_supernet(sp, input_shape=(3, 16, 16), num_classes=0, fixed=fixed)
+    sampler = make_path_sampler("strict-fair", sn.choice_layers(), seed=0)
+    module = GANSupernetModule(sn, PatchDiscriminator(6, 8, patch_layers(16)), sampler, kid_subset_size=8, max_epochs=1)
+    before = {k: v.clone() for k, v in sn.state_dict().items()}
+    dm = get_datamodule("skimage-edges", **{**SMALL, "pairs_per_epoch": 4})
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1)
+    trainer.fit(module, datamodule=dm)
+    assert sampler.steps == 1 and all(sampler.count(lab.label, c) == 1 for lab in sn.choice_layers() for c in lab.choices)
+    after = sn.state_dict()
+    changed = {k.split(".choices.")[1].split(".")[0] for k in before if ".choices." in k and not torch.equal(before[k], after[k])}
+    assert changed == {f"{op}-conv" for op in ("conv3x3", "conv1x1", "resblock", "dwsep", "dil3x3")}
+    assert "val_fid" in trainer.callback_metrics
+    sn.set_active({"body.b1.op": "dwsep", "enc.d1.op": "conv1x1"})
+    scores = score_generator(sn, dm.val_dataloader())
+    assert set(scores) == {"fid", "kid", "l1"} and all(math.isfinite(v) for v in scores.values())
+    assert sn.training  # mode restored
