@@ -41,7 +41,7 @@ translation) or ``none`` (SR)), ``out_channels`` (default: the input's channels)
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 from spaces.catalog import register_space
 from spaces.dimensions import Categorical, Condition, Dimension
@@ -92,6 +92,37 @@ def body_cells(n: int) -> tuple[str, ...]:
     return tuple(f"body.b{i}" for i in range(1, n + 1))
 
 
+def channels(teacher: int, mult: float) -> int:
+    """Width of a layer: the teacher's width x multiplier, at least 1."""
+    return max(1, int(round(teacher * float(mult))))
+
+
+def translation_widths(arch: Mapping[str, Any], base_width: int) -> dict[str, int]:
+    """Channels per width position of a ``gan-generator`` architecture (the builder, the supernet
+    and the workloads all use this): ``enc.stem``, the encoder/decoder cells' outputs, the body
+    cells' inner widths (only where the cell runs an op with one) and ``trunk`` (= ``enc.d2``)."""
+    out = {"enc.stem": channels(base_width, arch["enc.stem.width"])}
+    for i, cell in enumerate(ENC_CELLS, start=1):
+        out[cell] = channels(base_width * 2 ** i, arch[f"{cell}.width"])
+    out["trunk"] = out[ENC_CELLS[-1]]
+    for i, cell in enumerate(DEC_CELLS, start=1):
+        out[cell] = channels(base_width * 2 ** (N_DOWN - i), arch[f"{cell}.width"])
+    teacher_trunk = base_width * 2 ** N_DOWN
+    for cell in body_cells(N_BODY):
+        if f"{cell}.width" in arch:
+            out[cell] = channels(teacher_trunk, arch[f"{cell}.width"])
+    return out
+
+
+def sr_widths(arch: Mapping[str, Any], base_width: int, n_body: int = N_BODY_SR) -> dict[str, int]:
+    """Channels of a ``gan-generator-sr`` architecture: ``trunk`` and the body cells' inner widths."""
+    out = {"trunk": channels(base_width, arch["head.width"])}
+    for cell in body_cells(n_body):
+        if f"{cell}.width" in arch:
+            out[cell] = channels(base_width, arch[f"{cell}.width"])
+    return out
+
+
 def _operator_dims(cell: str, conds: tuple[Condition, ...], default_op: str) -> list[Dimension]:
     return [
         Categorical(f"{cell}.op", OPS, default=default_op, paper=C2F_INFERRED, conditions=conds,
@@ -139,6 +170,7 @@ def gan_generator_space() -> SearchSpace:
         description="GAN generator for image translation (pix2pix ResNet layout): path / operator / channel per cell, U-Net skips",
         dimensions=dims,
         builder="supernets.gan_generator:build_gan_generator",
+        workloads_fn="spaces.gan_generator_workloads:gan_generator_workloads",
         presets={"teacher": {}, "slim-half": _uniform_width(0.5, ("enc.stem", *ENC_CELLS, *DEC_CELLS))},
         options={},
     )
@@ -155,6 +187,7 @@ def gan_generator_sr_space() -> SearchSpace:
         description="GAN generator for super-resolution (EDSR layout): path / operator / channel per body cell",
         dimensions=dims,
         builder="supernets.gan_generator:build_gan_generator_sr",
+        workloads_fn="spaces.gan_generator_workloads:gan_generator_sr_workloads",
         presets={"teacher": {}, "slim-half": {"head.width": 0.5}},
     )
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.gan_generator import DEC_CELLS, ENC_CELLS, INNER_OPS, N_BODY, N_BODY_SR, N_DOWN, body_cells
+from spaces.gan_generator import (DEC_CELLS, ENC_CELLS, N_BODY, N_BODY_SR, N_DOWN, body_cells, channels, sr_widths,
+                                  translation_widths)
 from supernets.edsr import Upsampler
 from supernets.ops import get_op
 
@@ -41,11 +42,6 @@ Dense = Callable[[int, int, int, int, int], nn.Module]  # (in, out, kernel, stri
 def key_of(cell: str) -> str:
     """Module key of a cell label (``body.b3`` -> ``body_b3``: module names cannot hold dots)."""
     return cell.replace(".", "_")
-
-
-def channels(teacher: int, mult: float) -> int:
-    """Width of a layer: the teacher's width x multiplier, at least 1."""
-    return max(1, int(round(teacher * float(mult))))
 
 
 class InstanceNorm(nn.InstanceNorm2d):
@@ -223,34 +219,6 @@ class SRGenerator(nn.Module):
         for cell in self.cells.values():
             r = cell(r)
         return self.tail(self.upsample(h + self.body_conv(r)))
-
-
-# ---------------------------------------------------------------------------------------------
-# widths of an architecture
-# ---------------------------------------------------------------------------------------------
-
-def translation_widths(arch: Mapping[str, Any], base_width: int) -> dict[str, int]:
-    """Channels per width position: ``enc.stem``, encoder/decoder cell outputs, body inner widths
-    (only where the cell runs an op with one); ``trunk`` = the last encoder cell's output."""
-    out = {"enc.stem": channels(base_width, arch["enc.stem.width"])}
-    for i, cell in enumerate(ENC_CELLS, start=1):
-        out[cell] = channels(base_width * 2 ** i, arch[f"{cell}.width"])
-    out["trunk"] = out[ENC_CELLS[-1]]
-    for i, cell in enumerate(DEC_CELLS, start=1):
-        out[cell] = channels(base_width * 2 ** (N_DOWN - i), arch[f"{cell}.width"])
-    teacher_trunk = base_width * 2 ** N_DOWN
-    for cell in body_cells(N_BODY):
-        if f"{cell}.width" in arch:
-            out[cell] = channels(teacher_trunk, arch[f"{cell}.width"])
-    return out
-
-
-def sr_widths(arch: Mapping[str, Any], base_width: int, n_body: int = N_BODY_SR) -> dict[str, int]:
-    out = {"trunk": channels(base_width, arch["head.width"])}
-    for cell in body_cells(n_body):
-        if f"{cell}.width" in arch:
-            out[cell] = channels(base_width, arch[f"{cell}.width"])
-    return out
 
 
 def _kept(arch: Mapping[str, Any], cell: str) -> bool:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from spaces import Categorical, SearchSpace
-from spaces.gan_generator import DEC_CELLS, ENC_CELLS, INNER_OPS, N_BODY, N_BODY_SR, N_DOWN, body_cells, dimension_group
+from spaces.gan_generator import DEC_CELLS, ENC_CELLS, N_BODY, N_BODY_SR, N_DOWN, body_cells, dimension_group
 from supernets.edsr import Upsampler
 from supernets.gan_generator import (Cell, DWSepOp, ResBlockOp, SingleConvOp, SRGenerator, TranslationGenerator, channels,
                                      key_of, make_dense, make_norm, make_op_module, sr_widths, translation_widths)

@@ -197,3 +197,18 @@ def test_sr_layout_trains_with_the_sr_evaluator():
     assert out["val_psnr"] > 0 and out["size_mb"] == pytest.approx(sum(p.numel() for p in model.parameters()) * 4e-6)
     with pytest.raises(ValueError, match="sr.scale"):
         supernets.build(sp, arch, input_shape=(3, 8, 8), scale=3)
+
+
+@pytest.mark.parametrize("name,options,shape", [("gan-generator", {"base_width": 8, "norm": "none"}, (2, 3, 16, 24)),
+                                                ("gan-generator-sr", {"norm": "instance", "base_width": 8}, (1, 1, 8, 12))])
+def test_workloads_fn_equals_tracing_with_space_options(name, options, shape):
+    from hw_cost.trace import trace_workloads
+
+    sp = get_space(name).with_options(options)
+    rng = random.Random(5)
+    for _ in range(6):
+        arch = sp.sample(rng)
+        model = supernets.build(sp, arch, input_shape=shape[1:])
+        ref, uncosted = trace_workloads(model, shape, default_bits=8)
+        assert not uncosted
+        assert [dict(r) for r in sp.workloads(arch, shape, default_bits=8)] == [dict(r) for r in ref]

@@ -1,0 +1,182 @@
+"""Config-level workloads of ``gan-generator`` and ``gan-generator-sr``: the cost model's rows without torch.
+
+Contract (as ``spaces.addernet_resnet_workloads``, whose row helpers this reuses): for every
+architecture, ``gan_generator_workloads(arch, (N, C, H, W), base_width=..., norm=...,
+out_channels=..., default_bits=B)`` equals, row for row, what ``hw_cost.trace.trace_workloads``
+records for ``supernets.build("gan-generator", arch, input_shape=(C, H, W), ...)``; the parity test
+is ``tests/hw_cost/test_space_contract.py`` (every registered space). It mirrors
+``supernets/gan_generator.py`` (cells, ops, widths from ``spaces.gan_generator``), the ops'
+``hw_workload`` (adder, quant_conv, quant_adder) and the tracer's rows for standard layers
+(conv with bias in ``params``, depthwise ``dwconv``, instance norm without parameters, ReLU,
+nearest upsampling, pixel shuffle, sigmoid) including the ``fused`` rule: a norm, ReLU, add or
+pixel shuffle that consumes the output of the op recorded just before it. A skipped cell is an
+identity: no rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from spaces.addernet_resnet_workloads import _conv_workload, _Rows
+from spaces.gan_generator import (DEC_CELLS, ENC_CELLS, N_BODY, N_BODY_SR, body_cells, sr_widths, translation_widths)
+from spaces.workload_shapes import check_shape, out_size
+
+
+class _GanRows(_Rows):
+    """Rows of the generator's layers in forward order, tracking the current feature map."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int, default_bits: int | None) -> None:
+        super().__init__(default_bits)
+        self.n = n
+
+    def conv(self, name: str, cin: int, cout: int, h: int, w: int, k: int, stride: int = 1, *, family: str = "conv",
+             bits: int = 32, bias: bool = False, depthwise: bool = False) -> tuple[int, int]:
+        ho, wo = out_size(h, k, stride), out_size(w, k, stride)
+        n, kk = self.n, k * k
+        pix, ie, oe = n * ho * wo, n * cin * h * w, n * cout * ho * wo
+        if depthwise:
+            self.std({"op": "dwconv", "ops": pix * cout * kk, "params": cout * kk, "in_channels": cin, "out_channels": cout,
+                      "kernel": kk, "out_pixels": pix, "in_elems": ie, "out_elems": oe, "name": name})
+        elif family == "conv" and bits >= 32:
+            self.std({"op": "conv", "ops": pix * cout * cin * kk, "params": cout * cin * kk + (cout if bias else 0),
+                      "in_channels": cin, "out_channels": cout, "kernel": kk, "out_pixels": pix, "in_elems": ie,
+                      "out_elems": oe, "name": name})
+        elif family == "conv":
+            self.rows.append(_conv_workload("conv", n, cin, cout, kk, pix, ie, oe, bits, bits, name, quant_granularity="per_tensor"))
+        elif bits >= 32:
+            self.rows.append({"op": "adder_conv", "ops": pix * cout * cin * kk, "w_bits": 32, "a_bits": 32, "params": cout * cin * kk,
+                              "in_elems": ie, "out_elems": oe, "in_channels": cin, "out_channels": cout, "kernel": kk,
+                              "out_pixels": pix, "name": name})
+        else:
+            self.rows.append(_conv_workload("adder_conv", n, cin, cout, kk, pix, ie, oe, bits, bits, name, shared_scale=True))
+        return ho, wo
+
+    def elt(self, name: str, op: str, elems: int, in_elems: int | None = None, fused: bool = True, ops: int | None = None) -> None:
+        d = {"op": op, "ops": elems if ops is None else ops, "params": 0, "in_elems": elems if in_elems is None else in_elems, "out_elems": elems, "name": name}
+        if fused:
+            d["fused"] = True
+        self.std(d)
+
+
+def _op_rows(r: _GanRows, prefix: str, op: str, family: str, bits: int, cin: int, cout: int, inner: int, h: int, w: int,
+             stride: int, norm: bool) -> tuple[int, int]:
+    """The rows of ``make_op_module(op, ...)``; returns the output size."""
+    n = r.n
+    if op in ("conv3x3", "conv1x1", "dil3x3"):
+        return r.conv(f"{prefix}.conv", cin, cout, h, w, 1 if op == "conv1x1" else 3, stride, family=family, bits=bits)
+    if op == "resblock":
+        ho, wo = r.conv(f"{prefix}.conv1", cin, inner, h, w, 3, stride, family=family, bits=bits)
+        if norm:
+            r.elt(f"{prefix}.norm1", "norm", n * inner * ho * wo)
+        r.elt(f"{prefix}.act", "eltwise", n * inner * ho * wo)
+        return r.conv(f"{prefix}.conv2", inner, cout, ho, wo, 3, 1, family=family, bits=bits)
+    if op == "dwsep":
+        r.conv(f"{prefix}.pw1", cin, inner, h, w, 1, 1, family=family, bits=bits)
+        if norm:
+            r.elt(f"{prefix}.norm1", "norm", n * inner * h * w)
+        r.elt(f"{prefix}.act", "eltwise", n * inner * h * w)
+        ho, wo = r.conv(f"{prefix}.dw", inner, inner, h, w, 3, stride, depthwise=True)
+        if norm:
+            r.elt(f"{prefix}.norm2", "norm", n * inner * ho * wo)
+        r.elt(f"{prefix}.act", "eltwise", n * inner * ho * wo)
+        return r.conv(f"{prefix}.pw2", inner, cout, ho, wo, 1, 1, family=family, bits=bits)
+    raise ValueError(f"op: expected one of conv3x3, conv1x1, resblock, dwsep, dil3x3, found {op!r}")
+
+
+def _res_cell(r: _GanRows, arch: Mapping[str, Any], cell: str, trunk: int, inner: int, h: int, w: int, norm: bool) -> None:
+    """``x + op(act(norm(x)))``; a skipped cell is an identity (no rows)."""
+    if not arch.get(f"{cell}.keep", True):
+        return
+    key, e = f"cells.{cell.replace('.', '_')}", r.n * trunk * h * w
+    if norm:
+        r.elt(f"{key}.norm", "norm", e)
+    r.elt(f"{key}.act", "eltwise", e)
+    _op_rows(r, f"{key}.op", arch[f"{cell}.op"], arch[f"{cell}.family"], int(arch[f"{cell}.bits"]), trunk, trunk, inner, h, w, 1, norm)
+    r.elt(f"{key}.add", "eltwise", e, 2 * e)
+
+
+def gan_generator_workloads(arch: Mapping[str, Any], input_shape: Sequence[int], *, base_width: int = 16, norm: str = "instance",
+                            out_channels: int | None = None, default_bits: int | None = None, **_: Any) -> list[dict]:
+    """Workload dicts of a ``gan-generator`` architecture on input ``(N, C, H, W)`` (see the module docstring)."""
+    n, c, h, w = check_shape(input_shape)
+    if h % 4 or w % 4:
+        raise ValueError(f"input_shape: height and width must be multiples of 4, found {(h, w)}")
+    if norm not in ("instance", "none"):
+        raise ValueError(f"norm: expected one of instance, none, found {norm!r}")
+    has_norm = norm == "instance"
+    c_out = c if out_channels is None else int(out_channels)
+    wd = translation_widths(arch, int(base_width))
+    r = _GanRows(n, default_bits)
+    stem = wd["enc.stem"]
+    r.conv("stem.0", c, stem, h, w, 7, bias=not has_norm)
+    if has_norm:
+        r.elt("stem.1", "norm", n * stem * h * w)
+    r.elt("stem.2", "eltwise", n * stem * h * w)
+    feats = [(stem, h, w)]
+    prev = stem
+    for cell in ENC_CELLS:
+        key, out = f"cells.{cell.replace('.', '_')}", wd[cell]
+        h, w = _op_rows(r, f"{key}.op", arch[f"{cell}.op"], arch[f"{cell}.family"], int(arch[f"{cell}.bits"]), prev, out, out,
+                        h, w, 2, has_norm)
+        if has_norm:
+            r.elt(f"{key}.norm", "norm", n * out * h * w)
+        r.elt(f"{key}.act", "eltwise", n * out * h * w)
+        feats.append((out, h, w))
+        prev = out
+    trunk = wd["trunk"]
+    for cell in body_cells(N_BODY):
+        _res_cell(r, arch, cell, trunk, wd.get(cell, trunk), h, w, has_norm)
+    adds = 0
+    for level, cell in enumerate(DEC_CELLS):
+        key, out = f"cells.{cell.replace('.', '_')}", wd[cell]
+        r.std({"op": "upsample", "ops": 0, "params": 0, "in_elems": n * prev * h * w, "out_elems": n * prev * 4 * h * w,
+               "name": f"{key}.pre"})
+        h, w = 2 * h, 2 * w
+        _op_rows(r, f"{key}.op", arch[f"{cell}.op"], arch[f"{cell}.family"], int(arch[f"{cell}.bits"]), prev, out, out, h, w, 1,
+                 has_norm)
+        e = n * out * h * w
+        if has_norm:
+            r.elt(f"{key}.norm", "norm", e)
+        r.elt(f"{key}.act", "eltwise", e)
+        skip = f"skip{level + 1}"
+        if arch[f"unet.{skip}"]:
+            src, sh, sw = feats[len(ENC_CELLS) - 1 - level]
+            r.conv(f"skips.{skip}", src, out, sh, sw, 1)
+            r.elt("add" if adds == 0 else f"add_{adds}", "eltwise", e, 2 * e)
+            adds += 1
+        prev = out
+    r.conv("head.0", prev, c_out, h, w, 7, bias=True)
+    r.elt("head.1", "gelu", n * c_out * h * w, fused=False)
+    return r.rows
+
+
+def gan_generator_sr_workloads(arch: Mapping[str, Any], input_shape: Sequence[int], *, scale: int | None = None,
+                               base_width: int = 32, norm: str = "none", out_channels: int | None = None,
+                               default_bits: int | None = None, **_: Any) -> list[dict]:
+    """Workload dicts of a ``gan-generator-sr`` architecture on LR input ``(N, C, H, W)``."""
+    n, c, h, w = check_shape(input_shape)
+    s = int(arch["sr.scale"])
+    if scale is not None and int(scale) != s:
+        raise ValueError(f"sr.scale: the data is x{int(scale)} but the architecture upscales x{s}")
+    if norm not in ("instance", "none"):
+        raise ValueError(f"norm: expected one of instance, none, found {norm!r}")
+    has_norm = norm == "instance"
+    c_out = c if out_channels is None else int(out_channels)
+    wd = sr_widths(arch, int(base_width))
+    trunk = wd["trunk"]
+    r = _GanRows(n, default_bits)
+    r.conv("head", c, trunk, h, w, 3, bias=True)
+    for cell in body_cells(N_BODY_SR):
+        _res_cell(r, arch, cell, trunk, wd.get(cell, trunk), h, w, has_norm)
+    r.conv("body_conv", trunk, trunk, h, w, 3, bias=True)
+    e = n * trunk * h * w
+    r.elt("add", "eltwise", e, 2 * e)
+    steps = [(2, 4 * trunk)] * {2: 1, 4: 2, 8: 3}.get(s, 0) or [(3, 9 * trunk)]
+    for i, (f, ch) in enumerate(steps):
+        r.conv(f"upsample.{2 * i}", trunk, ch, h, w, 3, bias=True)
+        r.elt(f"upsample.{2 * i + 1}", "pixel_shuffle", n * ch * h * w, ops=0)
+        h, w = f * h, f * w
+    r.conv("tail", trunk, c_out, h, w, 3, bias=True)
+    return r.rows
