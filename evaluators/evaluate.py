@@ -149,9 +149,11 @@ def evaluate(
                                   scheduler=scheduler, trainer_kwargs=trainer_kwargs, verbose=verbose, **task_options)
     task = get_task(getattr(datamodule, "task", "classification"))
     unknown = sorted(set(task_options) - set(task.options))
+    if unknown and not task.options:
+        raise TypeError(f"evaluate: task {task.name!r} takes no task options, got {', '.join(unknown)}")
     if unknown:
         raise TypeError(f"evaluate: task {task.name!r} got unknown task option(s) {', '.join(unknown)}; "
-                        f"accepted: {', '.join(task.options) or 'none'}")
+                        f"accepted: {', '.join(task.options)}")
     with quiet_lightning(verbose):
         pl.seed_everything(seed, workers=True, verbose=False)
         input_shape = tuple(datamodule.input_shape)
