@@ -212,3 +212,30 @@ def test_workloads_fn_equals_tracing_with_space_options(name, options, shape):
         ref, uncosted = trace_workloads(model, shape, default_bits=8)
         assert not uncosted
         assert [dict(r) for r in sp.workloads(arch, shape, default_bits=8)] == [dict(r) for r in ref]
+
+
+def test_strict_fair_step_gradient_is_the_sum_of_single_path_gradients():
+    torch.manual_seed(0)
+    sp = get_space("gan-generator")
+    groups, default = dimension_groups(sp), sp.default()
+    fixed = {lab: default[lab] for lab in groups["path"] + groups["channel"] if lab in default}
+    fixed.update({lab: 32 for lab in groups["operator"] if lab.endswith(".bits")})
+    sn = supernets.build_supernet(sp, input_shape=(3, 8, 8), num_classes=0, fixed=fixed, base_width=4).double()
+    paths = make_path_sampler("strict-fair", sn.choice_layers(), seed=1).paths()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    singles = []
+    for path in paths:
+        sn.zero_grad()
+        sn.set_active(path)
+        sn(x).square().mean().backward()
+        singles.append({n: p.grad.clone() for n, p in sn.named_parameters() if p.grad is not None})
+    sn.zero_grad()
+    total = 0
+    for path in paths:
+        sn.set_active(path)
+        total = total + sn(x).square().mean()
+    total.backward()
+    for name, p in sn.named_parameters():
+        expected = sum((s[name] for s in singles if name in s), torch.zeros_like(p))
+        got = p.grad if p.grad is not None else torch.zeros_like(p)
+        assert torch.allclose(got, expected, atol=1e-10), name
