@@ -159,6 +159,7 @@ class InceptionFeatures(_Frozen):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, max_pool=False)
         self.Mixed_7c = InceptionE(2048, max_pool=True)
+        self.requires_grad_(False)  # a measuring instrument: never trained, never in an optimizer
         self.eval()
 
     @classmethod

@@ -172,7 +172,6 @@ def gan_generator_space() -> SearchSpace:
         builder="supernets.gan_generator:build_gan_generator",
         workloads_fn="spaces.gan_generator_workloads:gan_generator_workloads",
         presets={"teacher": {}, "slim-half": _uniform_width(0.5, ("enc.stem", *ENC_CELLS, *DEC_CELLS))},
-        options={},
     )
 
 
