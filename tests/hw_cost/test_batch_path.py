@@ -14,7 +14,9 @@ import pytest
 import hw_cost
 import spaces
 
-SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8)}
+SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8), "edsr-fadn": (1, 3, 8, 8),
+          "detector": (1, 3, 16, 16)}
+DYNAMIC = ("manidp.enabled", "fadn.enabled")  # data-dependent networks have no rows (tested below)
 FAST = [n for n in spaces.list_spaces() if spaces.get_space(n).workloads_fn is not None]
 
 
@@ -23,14 +25,13 @@ def _archs(sp, n: int) -> list[dict]:
     out = [sp.default()]
     while len(out) < n:
         a = sp.sample(rng)
-        if sp.name == "addernet-resnet":
-            a = sp.complete({**a, "manidp.enabled": False})  # dynamic nets have no rows (tested below)
+        a = sp.complete({**a, **{k: False for k in DYNAMIC if k in a}})
         out.append(a)
     return out
 
 
 def test_every_built_in_fast_space_is_covered():
-    assert {"addernet-resnet", "fbnet", "tnt"} <= set(FAST)
+    assert set(spaces.list_spaces()) == set(FAST)  # every registered space has the fast path
 
 
 @pytest.mark.parametrize("name", FAST)
