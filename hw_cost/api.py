@@ -155,19 +155,28 @@ def estimate_reports(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray |
     dev = get_device(device)
     res = estimate_batch(batch, dev, style=style, pe_array=pe_array, default_bits=default_bits, mult_impl=mult_impl,
                          params=params, n_arch=n_arch, batch_size=batch_size)
-    cols = {k: res[k].tolist() for k in res}
+    n = res["latency_ms"].size
     caps = {"lut": float(dev.lut), "ff": float(dev.ff), "dsp": float(max(dev.dsp, 1)), "bram": float(max(dev.bram_equiv, 1))}
+    util = {k: (res[k] / caps[k]).tolist() for k in caps}
+    feas = res["feasible"].tolist()
+    pe = list(zip(res["pe_in"].astype(np.int64).tolist(), res["pe_out"].astype(np.int64).tolist()))
+    folded = res["folded"].tolist()
+    # one column list per field, zipped into the reports' attribute dicts: no per-field Python work
+    # per architecture beyond the dict itself (``CostReport.__init__`` would run 28 assignments)
+    fields = [k for k in CostReport.__dataclass_fields__ if k in res and k not in ("feasible", "folded")]
+    cols = [res[k].tolist() for k in fields]
+    const = dict(device=dev.name, style=style, mult_impl=mult_impl)
+    new = object.__new__
     out = []
-    for i in range(len(cols["latency_ms"])):
-        util = {k: cols[k][i] / caps[k] for k in caps}
-        feasible = bool(cols["feasible"][i])
-        out.append(CostReport(
-            energy_mj=cols["energy_mj"][i], latency_ms=cols["latency_ms"][i], throughput_fps=cols["throughput_fps"][i],
-            power_w=cols["power_w"][i], lut=cols["lut"][i], ff=cols["ff"][i], dsp=cols["dsp"][i], bram=cols["bram"][i],
-            feasible=feasible, device=dev.name, style=style, mult_impl=mult_impl,
-            pe_array=(int(cols["pe_in"][i]), int(cols["pe_out"][i])), folded=bool(cols["folded"][i]), lanes=cols["lanes"][i],
-            onchip_dynamic_power_w=cols["onchip_dynamic_power_w"][i], energy_compute_mj=cols["energy_compute_mj"][i],
-            energy_bram_mj=cols["energy_bram_mj"][i], energy_ddr_mj=cols["energy_ddr_mj"][i],
-            energy_static_mj=cols["energy_static_mj"][i], ops=cols["ops"][i], ddr_bytes=cols["ddr_bytes"][i],
-            utilisation=util, infeasible_reason="" if feasible else infeasible_reason(util, dev, style)))
+    for i, vals in enumerate(zip(*cols)):
+        rep = new(CostReport)
+        d = dict(zip(fields, vals))
+        ok = feas[i]
+        u = {"lut": util["lut"][i], "ff": util["ff"][i], "dsp": util["dsp"][i], "bram": util["bram"][i]}
+        d.update(const, feasible=ok, folded=folded[i], pe_array=pe[i], rows=[], uncosted=[], utilisation=u,
+                 infeasible_reason="" if ok else infeasible_reason(u, dev, style))
+        rep.__dict__ = d
+        out.append(rep)
+    if n and CostReport.__dataclass_fields__.keys() - out[0].__dict__.keys():  # a field added to CostReport
+        raise AssertionError(f"estimate_reports: fields not set {sorted(CostReport.__dataclass_fields__.keys() - out[0].__dict__.keys())}")
     return out

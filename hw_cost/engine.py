@@ -316,6 +316,22 @@ def _ov_cand_terms(R, pin, V, dev: DeviceProfile):
     return red, vec, _ceil(R["side"] / V)
 
 
+_OV_COMP_KEYS = ("cout", "has_ch", "map_pix", "ops", "kind", "ratio", "idle", "side_b", "w_bytes", "in_b", "out_b")
+
+
+def _ov_comp(R, red, vec, idle_comp, pin, pout):
+    """Overlay compute cycles and BRAM bytes of rows ``R`` on arrays of ``pin`` x ``pout`` lanes
+    (broadcasting: per row, or per distinct row and candidate on the batch path)."""
+    cout_blocks = _ceil(R["cout"] / pout)
+    comp_mac = np.where(R["has_ch"], cout_blocks * red * R["map_pix"], _ceil(R["ops"] / (pin * pout)))
+    ismac = _IS_MAC[R["kind"]]
+    comp = np.where(ismac, comp_mac, vec) * R["ratio"]
+    comp = np.where(R["idle"], idle_comp, comp)
+    # on-chip (BRAM) traffic: weights once, inputs once per output-channel block, outputs once
+    reuse = np.where(ismac & R["has_ch"], cout_blocks, 1.0)
+    return comp, np.where(R["idle"], R["side_b"], R["w_bytes"] + R["in_b"] * reuse + R["out_b"])
+
+
 def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_rows: bool = True):
     counts, starts, arch, kind = L["counts"], L["starts"], L["arch"], L["kind"]
     if pe_array is None:
@@ -412,31 +428,39 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_
         ch = np.where(feas.any(1), np.argmax(feas, axis=1), C - 1)
     ar = np.arange(A)
     cl = ch[arch]
-    kk = np.clip(kind, 0, 2)
-    pin_l = cin_c[cl]                                         # = pin[arch, kk, cl]
-    pout_l = pout.reshape(-1)[(arch * 3 + kk) * C + cl]       # = pout[arch, kk, cl]
-    V_l = cout_c[cl]                                          # = V[arch, cl]
-    cout, mpix = L["cout"], L["map_pix"]
-    if isinstance(L, _Gathered) and L._terms["cin"].size * C < arch.size:
-        # terms that depend on the row and the candidate only: once per (distinct row, candidate)
-        T = L._terms
-        red, vec, idle_comp = (x[L._idx, cl] for x in _ov_cand_terms({k: T[k][:, None] for k in _OV_CAND_KEYS},
-                                                                      cin_c[None, :], cout_c[None, :], dev))
+    if isinstance(L, _Gathered) and L._terms["cin"].size * C < arch.size and not want_rows:
+        # compute cycles and BRAM bytes once per (distinct row, candidate) with the array's full
+        # output width, then gather them; rows of a minor array (narrower P_out) are redone below
+        T, idx = L._terms, L._idx
+        R = {k: T[k][:, None] for k in _OV_COMP_KEYS}
+        cand = _ov_cand_terms({k: T[k][:, None] for k in _OV_CAND_KEYS}, cin_c[None, :], cout_c[None, :], dev)
+        comp_t, bram_t = _ov_comp(R, *cand, cin_c[None, :], cout_c[None, :])
+        comp, bram_b = comp_t[idx, cl], bram_t[idx, cl]
+        has_minor = minor.any(1)
+        if has_minor.any():
+            sel = np.flatnonzero(has_minor[arch])
+            a_s, cl_s, i_s = arch[sel], cl[sel], idx[sel]
+            kk_s = np.clip(T["kind"][i_s], 0, 2)
+            Rs = {k: T[k][i_s] for k in _OV_COMP_KEYS}
+            comp[sel], bram_b[sel] = _ov_comp(Rs, *(x[i_s, cl_s] for x in cand), cin_c[cl_s],
+                                              pout.reshape(-1)[(a_s * 3 + kk_s) * C + cl_s])
     else:
-        red, vec, idle_comp = _ov_cand_terms(L, pin_l, V_l, dev)
-    cout_blocks = _ceil(cout / pout_l)
-    comp_mac = np.where(L["has_ch"], cout_blocks * red * mpix, _ceil(L["ops"] / (pin_l * pout_l)))
-    ismac = _IS_MAC[kind]
-    comp = np.where(ismac, comp_mac, vec) * L["ratio"]
-    comp = np.where(idle, idle_comp, comp)
+        kk = np.clip(kind, 0, 2)
+        pin_l = cin_c[cl]                                         # = pin[arch, kk, cl]
+        pout_l = pout.reshape(-1)[(arch * 3 + kk) * C + cl]       # = pout[arch, kk, cl]
+        V_l = cout_c[cl]                                          # = V[arch, cl]
+        if isinstance(L, _Gathered) and L._terms["cin"].size * C < arch.size:
+            # terms that depend on the row and the candidate only: once per (distinct row, candidate)
+            T = L._terms
+            cand = tuple(x[L._idx, cl] for x in _ov_cand_terms({k: T[k][:, None] for k in _OV_CAND_KEYS},
+                                                                cin_c[None, :], cout_c[None, :], dev))
+        else:
+            cand = _ov_cand_terms(L, pin_l, V_l, dev)
+        comp, bram_b = _ov_comp(L, *cand, pin_l, pout_l)
     bpc = dev.ddr_bandwidth_gbps * 1e9 / dev.clock_hz       # DDR bytes per cycle
     mem = ddr / bpc
     cyc = np.maximum(comp, mem) + np.where(idle, 0.0, dev.layer_overhead_cycles)
     lat = _seg_sum(cyc, counts, starts)
-
-    # on-chip (BRAM) traffic: weights once, inputs once per output-channel block, outputs once
-    reuse = np.where(ismac & L["has_ch"], cout_blocks, 1.0)
-    bram_b = np.where(idle, L["side_b"], w_b + in_b * reuse + out_b)
     out = _finish(L, A, dev, cyc, comp, mem, ddr, bram_b, lat, want_rows)
     out.update(lut=lut[ar, ch], ff=ff[ar, ch], dsp=dsp[ar, ch], bram=bram[ar, ch], feasible=feas[ar, ch],
                pe_in=cin_c[ch], pe_out=cout_c[ch], lanes=(kpres * lanes[ar, :, ch]).sum(1),
@@ -445,7 +469,7 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_
     if not want_rows:
         return out, {}
     rows = dict(cycles=cyc, compute_cycles=comp, memory_cycles=mem, ddr_bytes=ddr, bram_bytes=bram_b,
-                lanes=np.where(ismac, pin_l * pout_l, V_l), **out.pop("_rows"))
+                lanes=np.where(_IS_MAC[kind], pin_l * pout_l, V_l), **out.pop("_rows"))
     return out, rows
 
 

@@ -207,16 +207,22 @@ def cost(
         dev = hw_cost.get_device(device)
     except (KeyError, ValueError, TypeError, OSError) as exc:
         _fail(f"--device: {exc}")
+    from search.cost_inputs import cost_reports
+
     if model_dir is not None:
         import supernets
-        from supernets.export import read_arch
+        from supernets.export import exported_space, read_arch
 
         try:
             record = read_arch(model_dir)
+            s = exported_space(record, str(model_dir))
             model = supernets.load_exported(model_dir, raw_inputs=False)
         except (FileNotFoundError, ValueError) as exc:
             _fail(f"--model: {exc}")
         shape = shape or tuple(record["task"].get("input_shape", (1, 8, 8)))
+        a = record["arch"]
+        task = {k: tuple(v) if isinstance(v, list) else v for k, v in record["task"].items()}
+        model_for = lambda _a: model  # noqa: E731  (a dynamic net's measured ratios travel with its weights)
     else:
         if space is None:
             _fail("--space: expected a space name (or --model DIR), found nothing")
@@ -233,7 +239,6 @@ def cost(
             _fail(str(exc))
         except _user_errors() as exc:
             _fail(str(exc))
-        import supernets
 
         if shape is None:
             from search.cost_inputs import input_from_data
@@ -244,13 +249,20 @@ def cost(
                 _fail(str(exc))
             if note:
                 typer.echo(note, err=True)
-        model = supernets.build(s, a, input_shape=shape, num_classes=num_classes if num_classes is not None else 10)
-        from supernets.dynamic import assume_costs
+        task = {"num_classes": num_classes if num_classes is not None else 10}
 
-        if assume_costs(model, "target"):
-            typer.echo("note: dynamic layers costed at their target (not measured); export a trained model for measured ratios", err=True)
+        def model_for(a: dict):
+            import supernets
+            from supernets.dynamic import assume_costs
+
+            model = supernets.build(s, a, input_shape=shape, **task)
+            if assume_costs(model, "target"):
+                typer.echo("note: dynamic layers costed at their target (not measured); export a trained model for measured ratios", err=True)
+            return model
+    # the search's own path: the space's workloads when it describes them, else the network traced
+    hardware = dict(device=dev, style=style, mult_impl=mult_impl, pe_array=pe, default_bits=bits)
     try:
-        report = hw_cost.estimate(model, (1, *shape), device=dev, style=style, mult_impl=mult_impl, pe_array=pe, default_bits=bits)
+        report = cost_reports(s, [a], shape, hardware, task=task, model_for=model_for, rows=True)[0]
     except ValueError as exc:
         _fail(str(exc))
     if as_json:

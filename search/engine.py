@@ -70,21 +70,11 @@ class CostModel:
         return dict(device=self.device, style=hw.style, pe_array=hw.pe_array, default_bits=hw.default_bits, mult_impl=hw.mult_impl)
 
     def __call__(self, arch: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
-        task = {k: v for k, v in self.task.items() if k != "input_shape"}
-        workloads = self.space.workloads(arch, (1, *self.input_shape), **task)
-        if workloads is None:
-            import supernets
-            from supernets.dynamic import assume_costs
+        from search.cost_inputs import cost_reports
 
-            target = supernets.build(self.space, arch, input_shape=self.input_shape, **task)
-            # before training a dynamic net (ManiDP gates, FADN branches) is screened at its target;
-            # the worker re-costs it on what it measured on validation data (that cost is the one kept)
-            assume_costs(target, "target")
-        else:
-            target = workloads
-        import hw_cost
-
-        report = hw_cost.estimate(target, (1, *self.input_shape), **self.hardware_kwargs())
+        # the space's workloads on the batch path, else the built network traced (a dynamic net at
+        # its target cost; the worker re-costs it on what it measured on validation data)
+        report = cost_reports(self.space, [arch], self.input_shape, self.hardware_kwargs(), task=self.task)[0]
         cost = {k: float(v) for k, v in report.to_dict().items() if isinstance(v, (int, float, bool))}
         violations = [] if report.feasible else [report.infeasible_reason]
         for c in self.constraints:

@@ -77,19 +77,19 @@ def _find_arch(client, run_id: str, path: str = "", depth: int = 0) -> str | Non
 
 
 def _cost_report(out: Path, hardware: Mapping[str, Any]) -> dict[str, Any]:
-    import hw_cost
+    from search.cost_inputs import cost_reports
     from supernets.export import exported_space, load_exported, read_arch
 
     record = read_arch(out)
-    shape = (1, *record["task"]["input_shape"])
-    # as the search's CostModel does: the space's own workloads when it describes them, else a trace
-    target = exported_space(record).workloads(record["arch"], shape, num_classes=int(record["task"].get("num_classes", 10)))
-    if target is None:
-        target = load_exported(out, raw_inputs=False)  # the accelerator runs the network, not the normalisation
+    task = {k: tuple(v) if isinstance(v, list) else v for k, v in record["task"].items()}
     kwargs = {k: hardware[k] for k in ("style", "pe_array", "default_bits", "mult_impl") if hardware.get(k) is not None}
     if isinstance(kwargs.get("pe_array"), list):
         kwargs["pe_array"] = tuple(kwargs["pe_array"])
-    report = hw_cost.estimate(target, shape, device=hardware.get("device") or "zcu104", **kwargs)
+    kwargs["device"] = hardware.get("device") or "zcu104"
+    # the search's own path: the space's workloads when it describes them, else the exported network
+    # traced (the accelerator runs the network, not the normalisation; measured dynamic ratios included)
+    report = cost_reports(exported_space(record), [record["arch"]], task["input_shape"], kwargs, task=task,
+                          model_for=lambda _a: load_exported(out, raw_inputs=False), rows=True)[0]
     return json.loads(report.to_json())
 
 

@@ -86,17 +86,24 @@ class _Rows:
             d.update(self.bits)
         self.rows.append(d)
 
-    def conv_op(self, name: str, op: str, bits: int, n: int, cin: int, cout: int, h: int, w: int, k: int, stride: int) -> tuple[int, int]:
-        """One conv-like layer of ``op`` (mapping of ``supernets.resnet.make_op``); returns (Ho, Wo)."""
+    def conv_op(self, name: str, op: str, bits: int, n: int, cin: int, cout: int, h: int, w: int, k: int, stride: int,
+                bias: bool = False) -> tuple[int, int]:
+        """One conv-like layer of ``op`` (mapping of ``supernets.resnet.make_op``; ``bias`` only for
+        ``conv``, as ``supernets.fadn.make_conv`` and the detector's ``neck_conv`` use it); returns (Ho, Wo)."""
         ho, wo = out_size(h, k, stride), out_size(w, k, stride)
         pix = n * ho * wo
         kk = k * k
         ie, oe = n * cin * h * w, n * cout * ho * wo
+        b = cout if bias else 0
         if op == "conv" and bits >= 32 or op == "binary" and k == 1:
-            self.std({"op": "conv", "ops": pix * cout * cin * kk, "params": cout * cin * kk, "in_channels": cin,
+            self.std({"op": "conv", "ops": pix * cout * cin * kk, "params": cout * cin * kk + b, "in_channels": cin,
                       "out_channels": cout, "kernel": kk, "out_pixels": pix, "in_elems": ie, "out_elems": oe, "name": name})
         elif op == "conv":  # QuantConv2d: per-tensor, act_bits = bits
-            self.rows.append(_conv_workload("conv", n, cin, cout, kk, pix, ie, oe, bits, bits, name, quant_granularity="per_tensor"))
+            d = _conv_workload("conv", n, cin, cout, kk, pix, ie, oe, bits, bits, name, quant_granularity="per_tensor")
+            if bias:  # conv_workload: the bias is float32 (4 bytes per output channel)
+                d["params"] += cout
+                d["weight_bytes"] += 4 * cout
+            self.rows.append(d)
         elif op == "winograd_adder" and k == 3 and stride == 1:
             tiles = n * ((ho + 1) // 2) * ((wo + 1) // 2)
             params = 16 * cin * cout
@@ -205,12 +212,14 @@ def _stem_rows(n: int, c: int, h: int, w: int, width0: int, db: int | None) -> t
 
 @lru_cache(maxsize=8192)
 def _stage_rows(s: int, op: str, bits: int, width: int, blocks: int, prev: int, n: int, h: int, w: int, bi: int,
-                db: int | None) -> tuple[tuple, int, int]:
-    """The basic blocks of stage ``s`` (block indices from ``bi``); returns (rows, Ho, Wo)."""
+                db: int | None, prefix: str = "blocks.{bi}.") -> tuple[tuple, int, int]:
+    """The basic blocks of stage ``s`` (block indices from ``bi``); returns (rows, Ho, Wo).
+    ``prefix`` names a block's modules: ``{bi}`` the block's index in the network, ``{s0}`` the
+    stage's (from 0), ``{b}`` the block's in its stage (the detector's ``backbone.stages.{s0}.{b}.``)."""
     out = _Rows(db)
     for b in range(blocks):
         stride = STRIDES[s - 1] if b == 0 else 1
-        p = f"blocks.{bi}."
+        p = prefix.format(bi=bi, s0=s - 1, b=b)
         ho, wo = out.conv_op(p + "conv1", op, bits, n, prev, width, h, w, 3, stride)
         e = n * width * ho * wo
         out.norm(p + "bn1", e, width)

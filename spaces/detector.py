@@ -83,6 +83,7 @@ def detector_space() -> SearchSpace:
         description="one-stage FPN detector (dense softmax head); ResNet backbone with per-stage op/bits/width/blocks; DeFeat distillation",
         dimensions=dims,
         builder="supernets.detector:build_detector",
+        workloads_fn="spaces.detector_workloads:detector_workloads",
         presets={
             "teacher": {"stage1.blocks": 2, "stage2.blocks": 2, "stage3.blocks": 2, "fpn.channels": 64, "head.convs": 2},
             "student": dict(small),

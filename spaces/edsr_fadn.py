@@ -75,6 +75,7 @@ def edsr_fadn_space() -> SearchSpace:
         description="EDSR super-resolution: blocks, channels, scale, body op/bits; FADN frequency-aware dynamic branches",
         dimensions=dims,
         builder="supernets.edsr:build_edsr_fadn",
+        workloads_fn="spaces.edsr_fadn_workloads:edsr_fadn_workloads",
         presets={
             "edsr-baseline": {"edsr.blocks": 16, "edsr.channels": 64},
             "fadn-edsr-baseline": {"edsr.blocks": 16, "edsr.channels": 64, "fadn.enabled": True},

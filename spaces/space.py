@@ -143,6 +143,13 @@ class SearchSpace:
 
     def validate(self, arch: Mapping[str, Any]) -> Arch:
         """Return ``arch`` in dimension order, or raise listing all problems at once."""
+        if type(arch) is dict:
+            plan = self.__dict__.get("_plan")
+            if plan is None or plan[0] is not self.dimensions:
+                plan = self.__dict__["_plan"] = (self.dimensions, _validation_plan(self.dimensions))
+            out = _fast_validate(plan[1], arch)
+            if out is not None:
+                return out
         problems = self.problems(arch)
         if problems:
             raise InvalidArchitectureError(self.name, problems)
@@ -268,6 +275,82 @@ class SearchSpace:
     @classmethod
     def from_json(cls, text: str) -> "SearchSpace":
         return cls.from_dict(json.loads(text))
+
+
+_MISSING = object()
+_INF = float("inf")
+
+
+_CAT, _CAT_BOOL, _INT, _FLOAT, _OTHER = range(5)
+
+
+def _validation_plan(dims: Sequence[Dimension]) -> list[tuple]:
+    """Per dimension (label, conditions as (label, values), kind, a, b, c): what the fast path of
+    ``validate`` checks inline (it runs once per architecture on the cost model's 10,000
+    architectures/s path). Each check accepts exactly the values ``Dimension.check`` accepts, or
+    refuses some of them (the checked path then decides)."""
+    from spaces.dimensions import Categorical, FloatRange, IntRange
+
+    plan = []
+    for d in dims:
+        conds = tuple((c.label, c.values) for c in d.conditions)
+        entry: tuple = (_OTHER, d, None, None)
+        if isinstance(d, Categorical):
+            try:
+                if all(type(c) is bool for c in d.choices):
+                    entry = (_CAT_BOOL, frozenset(d.choices), None, None)
+                elif not any(isinstance(c, bool) for c in d.choices):
+                    entry = (_CAT, frozenset(d.choices), None, None)
+            except TypeError:
+                pass  # unhashable choices: the dimension's own check
+        elif isinstance(d, IntRange):
+            entry = (_INT, d.low, d.high, d.step)
+        elif isinstance(d, FloatRange):
+            entry = (_FLOAT, d.low, d.high, None)
+        plan.append((d.label, conds) + entry)
+    return plan
+
+
+def _fast_validate(plan: list, arch: dict) -> Arch | None:
+    """``validate``'s result when ``arch`` is valid and every value passes the plan's checks; None
+    otherwise (the checked path then says what is wrong, or accepts what the plan refused)."""
+    out: Arch = {}
+    get = arch.get
+    miss = _MISSING
+    try:
+        for label, conds, kind, a, b, c in plan:
+            if conds:
+                active = True
+                for cl, values in conds:
+                    v = get(cl, miss)
+                    if v is miss or v not in values:
+                        active = False
+                        break
+                if not active:
+                    if label in arch:
+                        return None
+                    continue
+            v = get(label, miss)
+            if v is miss:
+                return None
+            if kind == _CAT:
+                if v not in a or type(v) is bool:
+                    return None
+            elif kind == _INT:
+                if type(v) is not int or not a <= v <= b or (v - a) % c:
+                    return None
+            elif kind == _FLOAT:
+                if (type(v) is not float and type(v) is not int) or not a <= v <= b or not -_INF < v < _INF:
+                    return None
+            elif kind == _CAT_BOOL:
+                if type(v) is not bool or v not in a:
+                    return None
+            elif a.check(v) is not None:
+                return None
+            out[label] = v
+    except TypeError:  # an unhashable value: the checked path says so
+        return None
+    return out if len(out) == len(arch) else None
 
 
 def resolve(target: str | Callable) -> Callable:

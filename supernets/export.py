@@ -181,11 +181,19 @@ def exported_space(record: Mapping[str, Any], source: str = ARCH_FILE) -> Search
     its builder (and workloads function) are those of an installed space: a downloaded folder
     never makes us import or call what it names."""
     name = record["space"]
+    definition = record.get("space_definition")
     try:
-        return get_space(name)
+        space = get_space(name)
     except UnknownNameError:
         pass
-    definition = record.get("space_definition")
+    else:  # the builder options the model was built with (a config's ``space_options``) travel with it
+        options = definition.get("options") if isinstance(definition, dict) else None
+        if options:
+            try:
+                return space.with_options(options)
+            except ValueError as exc:
+                raise ExportError(f"{source}: expected builder options of space {name!r}, found {_first_line(exc)}") from None
+        return space
     why = ""
     if isinstance(definition, dict):
         builders, workloads = _installed_callables()

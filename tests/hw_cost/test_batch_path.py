@@ -14,7 +14,9 @@ import pytest
 import hw_cost
 import spaces
 
-SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8)}
+SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8), "edsr-fadn": (1, 3, 8, 8),
+          "detector": (1, 3, 16, 16)}
+DYNAMIC = ("manidp.enabled", "fadn.enabled")  # data-dependent networks have no rows (tested below)
 FAST = [n for n in spaces.list_spaces() if spaces.get_space(n).workloads_fn is not None]
 
 
@@ -23,14 +25,13 @@ def _archs(sp, n: int) -> list[dict]:
     out = [sp.default()]
     while len(out) < n:
         a = sp.sample(rng)
-        if sp.name == "addernet-resnet":
-            a = sp.complete({**a, "manidp.enabled": False})  # dynamic nets have no rows (tested below)
+        a = sp.complete({**a, **{k: False for k in DYNAMIC if k in a}})
         out.append(a)
     return out
 
 
 def test_every_built_in_fast_space_is_covered():
-    assert {"addernet-resnet", "fbnet", "tnt"} <= set(FAST)
+    assert set(spaces.list_spaces()) == set(FAST)  # every registered space has the fast path
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -89,17 +90,31 @@ def test_blocks_it_cannot_take_fall_back():
     assert res["ops"].tolist() == [10.0, 0.0]
 
 
-def test_a_small_row_table_shared_by_many_architectures():
+@pytest.mark.parametrize("name", ["fbnet", "addernet-resnet"])
+def test_a_small_row_table_shared_by_many_architectures(name, monkeypatch):
     """A hand-built ``WorkloadBatch`` whose few distinct rows are shared by many architectures (the
-    engine then computes row x array-shape terms once per distinct row) equals its flat table."""
-    sp = spaces.get_space("fbnet")
-    wls = [sp.workloads(a, (1, 3, 32, 32)) for a in _archs(sp, 3)]
+    engine then computes row x array-shape terms once per distinct row, and redoes the rows of
+    minor arrays: a float stem beside adder / binary layers) equals its flat table."""
+    from hw_cost import engine
+
+    sp = spaces.get_space(name)
+    shape = SHAPES[name]
+    archs = _archs(sp, 3)
+    if name == "addernet-resnet":  # adder and binary stages beside the float stem and classifier
+        archs = [sp.complete({**a, "stage1.op": op, "stage2.op": op, "stage3.op": op}) for a, op in zip(archs, ("adder", "binary", "conv"))]
+    wls = [sp.workloads(a, shape) for a in archs]
     arr, _, _ = hw_cost.workloads_to_array(wls)
     rng = np.random.default_rng(0)
-    counts = rng.integers(30, 90, size=400)  # ~24,000 rows over ~560 distinct: the shared-terms branch
+    counts = rng.integers(30, 90, size=400)  # ~24,000 rows over few distinct: the shared-terms branch
     idx = rng.integers(0, arr.size, size=int(counts.sum()))
     arch = np.repeat(np.arange(counts.size), counts)
     wb = hw_cost.WorkloadBatch(arr, idx, arch, counts.size)
+    shapes = []
+    orig = engine._ov_comp
+    monkeypatch.setattr(engine, "_ov_comp", lambda R, *a: shapes.append(np.shape(R["cout"])) or orig(R, *a))
     for style in ("overlay", "dataflow"):
         fast, ref = hw_cost.estimate_batch(wb, style=style), hw_cost.estimate_batch(wb.to_array(), style=style, n_arch=counts.size)
         assert all(np.array_equal(fast[k], ref[k], equal_nan=True) for k in ref), style
+    assert shapes[0] == (arr.size, 1)                                 # per distinct row and candidate
+    if name == "addernet-resnet":
+        assert 0 < shapes[1][0] < idx.size                            # the minor arrays' rows, redone

@@ -3,7 +3,7 @@
 One cost path: the search screens candidates with ``space.workloads`` (no torch) while ``abacus cost``
 and exported models trace the built network; this test keeps them equal for every registered space,
 the example plug-in (``examples/custom_space``) included, on sampled architectures, with and
-without ``default_bits``. A space without ``workloads_fn`` is costed by tracing only (nothing to compare).
+without ``default_bits``, at two input shapes. Every registered space must have a ``workloads_fn``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ import supernets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("energy_mj", "latency_ms", "lut", "ff", "dsp", "bram", "ops", "ddr_bytes")
-# an input each space's builder accepts (N, C, H, W); others get CIFAR-shaped input
-SHAPES = {"addernet-resnet": (1, 1, 8, 8), "tiny-sepnet": (1, 1, 8, 8), "example:tiny-sepnet": (1, 1, 8, 8),
-          "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8)}
-N_ARCHS = 6
+# inputs (N, C, H, W) each space's builder accepts: a typical one and an odd one (batch 2, other
+# channels, non-square, odd sides, so stride and padding arithmetic is exercised); a space not
+# listed gets the two defaults (a new built-in space whose builder needs others adds them here)
+SHAPES = {"addernet-resnet": [(1, 1, 8, 8), (2, 3, 7, 9)], "tiny-sepnet": [(1, 1, 8, 8), (2, 3, 7, 9)],
+          "example:tiny-sepnet": [(1, 1, 8, 8), (2, 3, 7, 9)], "fbnet": [(1, 3, 32, 32), (2, 1, 17, 23)],
+          "tnt": [(1, 1, 8, 8), (2, 3, 8, 12)], "edsr-fadn": [(1, 3, 8, 8), (2, 1, 5, 7)],
+          "detector": [(1, 3, 16, 16), (2, 1, 17, 23)]}
+DEFAULT_SHAPES = [(1, 3, 32, 32), (2, 3, 16, 16)]
+N_ARCHS = 4  # per shape (the default architecture and sampled ones)
+# the costed columns of a row (everything the engine reads, except the architecture index)
+ROW_FIELDS = [f for f in hw_cost.WORKLOAD_DTYPE.names if f != "arch"]
 
 
 def _repo_example():
@@ -60,28 +67,54 @@ def _archs(sp, n: int, seed: int) -> list[dict]:
 
 @pytest.mark.parametrize("name", [*spaces.list_spaces(), "example:tiny-sepnet"])
 def test_workloads_fn_equals_the_traced_model(name):
+    """Every registered space has the fast path (no skip: a space without ``workloads_fn`` would
+    make the search trace every candidate), and it equals tracing the built model row by row (each
+    costed column of each row, names and ops) and in the totals, at two input shapes and two
+    ``default_bits``. Architectures whose rows depend on data (ManiDP gates, FADN branch mixes:
+    ``workloads`` returns None) are costed by tracing after evaluation and are not compared."""
     sp = _space(name)
-    if sp.workloads_fn is None:
-        pytest.skip(f"space {name!r} has no workloads_fn: it is costed by tracing only")
-    shape = SHAPES.get(name, (1, 3, 32, 32))
+    assert sp.workloads_fn is not None, (
+        f"space {name!r} has no workloads_fn: the search would build and trace every candidate; write one "
+        "(docs/custom-spaces.md) and add the space's input shapes to SHAPES here")
     compared = 0
-    for arch in _archs(sp, N_ARCHS, seed=7):
-        wls = sp.workloads(arch, shape, num_classes=7)
-        if wls is None:
-            continue  # this architecture is costed by tracing (e.g. dynamic ManiDP gates)
-        model = supernets.build(sp, arch, input_shape=shape[1:], num_classes=7)
-        for bits in (None, 8):
-            ref = hw_cost.estimate(model, shape, device="zcu104", default_bits=bits)
-            got = hw_cost.estimate(sp.workloads(arch, shape, num_classes=7), None, device="zcu104", default_bits=bits)
-            assert not ref.uncosted and not got.uncosted, (ref.uncosted, got.uncosted)
-            assert [r.name for r in got.rows] == [r.name for r in ref.rows]
-            assert [r.op for r in got.rows] == [r.op for r in ref.rows]
-            for k in KEYS:
-                assert getattr(got, k) == pytest.approx(getattr(ref, k), rel=1e-9), (name, k, bits, arch)
-        compared += 1
+    for shape in SHAPES.get(name, DEFAULT_SHAPES):
+        for arch in _archs(sp, N_ARCHS, seed=7 + shape[0]):
+            if sp.workloads(arch, shape, num_classes=7) is None:
+                continue  # this architecture is costed by tracing (dynamic ManiDP gates, FADN)
+            model = supernets.build(sp, arch, input_shape=shape[1:], num_classes=7)
+            for bits in (None, 8):
+                traced, unc = hw_cost.trace_workloads(model, shape, default_bits=bits)
+                wls = sp.workloads(arch, shape, num_classes=7)
+                assert not unc, unc
+                ref_arr, ref_names, ref_unc = hw_cost.workloads_to_array([traced], default_bits=bits)
+                got_arr, got_names, got_unc = hw_cost.workloads_to_array([wls], default_bits=bits)
+                assert not ref_unc[0] and not got_unc[0], (ref_unc, got_unc)
+                assert got_names == ref_names, (name, shape, arch)
+                for f in ROW_FIELDS:
+                    assert got_arr[f].tolist() == ref_arr[f].tolist(), (name, f, shape, bits, arch)
+                ref = hw_cost.estimate(traced, None, device="zcu104", default_bits=bits)
+                got = hw_cost.estimate(wls, None, device="zcu104", default_bits=bits)
+                for k in KEYS:
+                    assert getattr(got, k) == pytest.approx(getattr(ref, k), rel=1e-12), (name, k, bits, arch)
+            compared += 1
     assert compared > 0, f"space {name!r}: no sampled architecture had workloads"
 
 
+@pytest.mark.parametrize("name", spaces.list_spaces())
+def test_workload_blocks_flatten_to_workloads(name):
+    """The batch path's blocks (``SearchSpace.workload_blocks``) are the same rows as ``workloads``."""
+    sp = _space(name)
+    shape = SHAPES.get(name, DEFAULT_SHAPES)[0]
+    archs = _archs(sp, N_ARCHS, seed=3)
+    blocks = sp.workload_blocks(archs, shape, num_classes=7)
+    for arch, bl in zip(archs, blocks):
+        flat = sp.workloads(arch, shape, num_classes=7)
+        assert (bl is None) == (flat is None)
+        if bl is not None:
+            assert [dict(r) for b in bl for r in b] == [dict(r) for r in flat]
+
+
 def test_the_fast_paths_exist():
-    assert spaces.get_space("addernet-resnet").workloads_fn and spaces.get_space("fbnet").workloads_fn
+    for name in ("addernet-resnet", "fbnet", "tnt", "edsr-fadn", "detector"):
+        assert spaces.get_space(name).workloads_fn, name
     assert EXAMPLE.workloads_fn == "abacus_example_space.workloads:sepnet_workloads"

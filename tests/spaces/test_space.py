@@ -150,3 +150,47 @@ def test_restricted_narrows_domains_and_keeps_archs_valid_in_the_original():
         s.restricted({"a.blocks": [0, 9]})
     with pytest.raises(ValueError, match="unknown dimension"):
         s.restricted({"zz": [1]})
+
+
+def test_fast_validation_agrees_with_the_checked_path():
+    """``validate``'s fast plan (the cost model's hot path) accepts and returns exactly what the
+    checked path does, on valid, broken and oddly typed architectures of every registered space."""
+    import math
+    import random
+
+    import spaces as sps
+    from spaces.space import InvalidArchitectureError
+
+    rng = random.Random(0)
+    for name in sps.list_spaces():
+        sp = sps.get_space(name)
+        for i in range(40):
+            arch = sp.sample(rng)
+            label = rng.choice(list(arch))
+            mutations = [None, "drop", "unknown", "bool", "nan", "inf", "float_for_int", "wrong", "inactive"]
+            how = mutations[i % len(mutations)]
+            if how == "drop":
+                del arch[label]
+            elif how == "unknown":
+                arch["no.such"] = 1
+            elif how == "bool":
+                arch[label] = True
+            elif how == "nan":
+                arch[label] = math.nan
+            elif how == "inf":
+                arch[label] = math.inf
+            elif how == "float_for_int":
+                arch[label] = float(arch[label]) if isinstance(arch[label], int) and not isinstance(arch[label], bool) else 1.5
+            elif how == "wrong":
+                arch[label] = "zzz"
+            elif how == "inactive":
+                inactive = [d for d in sp.dimensions if not d.active(arch)]
+                if inactive:
+                    arch[inactive[0].label] = inactive[0].default_value()
+            problems = sp.problems(arch)
+            if problems:
+                with pytest.raises(InvalidArchitectureError):
+                    sp.validate(arch)
+            else:
+                assert sp.validate(arch) == {d.label: arch[d.label] for d in sp.dimensions if d.label in arch}
+                assert list(sp.validate(arch)) == [d.label for d in sp.dimensions if d.label in arch]
