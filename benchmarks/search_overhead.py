@@ -36,6 +36,17 @@ def build_tiny(arch, *, input_shape=(1, 8, 8), num_classes=10, **_):
     return nn.Sequential(nn.Flatten(), nn.Linear(int(input_shape[0] * input_shape[1] * input_shape[2]), num_classes))
 
 
+def tiny_workloads(arch, input_shape, *, num_classes: int = 10):
+    """The toy's one linear layer as a workload row (the space's fast cost path, as a big space
+    describes its layers: no model is built or traced in the driver; equal to the trace)."""
+    n, features = int(input_shape[0]), 1
+    for d in input_shape[1:]:
+        features *= int(d)
+    return [{"op": "linear", "ops": n * features * num_classes, "params": features * num_classes + num_classes,
+             "in_channels": features, "out_channels": num_classes, "kernel": 1, "out_pixels": n,
+             "in_elems": n * features, "out_elems": n * num_classes, "name": "1"}]
+
+
 def instant(model, *, datamodule, epochs, seed, reporter):
     """A trivial evaluator: a deterministic score from the seed, no training."""
     return {"val_accuracy": (seed * 7919 % 1000) / 1000.0, "epochs": epochs}
@@ -50,7 +61,7 @@ def tiny_space():
     from spaces import Categorical, SearchSpace
 
     return SearchSpace("overhead-toy", [Categorical("x", tuple(range(64))), Categorical("y", tuple(range(64)))],
-                       builder="benchmarks.search_overhead:build_tiny")
+                       builder="benchmarks.search_overhead:build_tiny", workloads_fn="benchmarks.search_overhead:tiny_workloads")
 
 
 def run(n_trials: int, workers: int, executor: str, fn: str, tmp: Path, tag: str) -> float:

@@ -78,6 +78,7 @@ class BatchWriter:
         self._busy = False
         self._closed = False
         self._error: BaseException | None = None
+        self.before_round = None  # called on the writer thread before each round (the journal's fsync)
         self.rounds = 0  # write rounds (transactions on a SQL store)
         self.tag_writes = 0  # pareto tag updates of runs already in the store
         self._thread = threading.Thread(target=self._loop, name="abacus-mlflow-batch", daemon=True)
@@ -154,6 +155,8 @@ class BatchWriter:
                 points, self._parent_points = self._parent_points, []
                 self._busy = True
             try:
+                if self.before_round is not None:
+                    self.before_round()
                 updates = [(self._written[n][0], v) for n, v in tags.items() if self._written[n][1] != v]
                 self._write(runs, updates, points)
                 self.rounds += 1
