@@ -120,6 +120,7 @@ class SearchEngine:
         self.show_progress = {True: "bar", False: "none"}.get(progress, progress)
         self.records: dict[int, TrialRecord] = {}
         self._tally: collections.Counter[str] = collections.Counter()  # records per state
+        self._unresolved: collections.deque[TrialRecord] = collections.deque()  # records whose run id is still a Future
         self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
         self._completed: list[int] = []  # complete trial numbers in the order they were told
         self._live_hv = 0.0
@@ -621,6 +622,14 @@ class SearchEngine:
             self._tally[old.state] -= 1
         self.records[rec.number] = rec
         self._tally[rec.state] += 1
+        if isinstance(rec.run_id, Future):
+            self._unresolved.append(rec)
+        # a written child run's Future (a lock and lists, ~1 KiB) is swapped for its run id, so
+        # only the runs still queued hold one: the records stay small over 10,000 trials
+        while self._unresolved and self._unresolved[0].run_id.done():
+            r = self._unresolved.popleft()
+            if r.run_id.exception() is None:
+                r.run_id = r.run_id.result()
 
     def _counts(self) -> dict[str, int]:
         """Kept as records arrive (the progress line asks after every trial: no O(n) scan)."""

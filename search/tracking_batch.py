@@ -162,10 +162,16 @@ class BatchWriter:
                 self.rounds += 1
                 self.tag_writes += len(updates)
                 with self._cond:
+                    # only runs on the front can change their tag again (a dominated point stays
+                    # dominated): the others are forgotten, so this map is the size of the front
                     for r in runs:
-                        self._written[r.number] = (r.future.result(), r.tags.get("pareto", ""))
+                        if r.tags.get("pareto") == "true":
+                            self._written[r.number] = (r.future.result(), "true")
                     for n, v in tags.items():
-                        self._written[n] = (self._written[n][0], v)
+                        if v == "true":
+                            self._written[n] = (self._written[n][0], v)
+                        else:
+                            self._written.pop(n, None)
             except BaseException as exc:  # surfaced by flush(); the search itself goes on
                 with self._cond:
                     self._error = exc
