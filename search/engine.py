@@ -331,6 +331,7 @@ class SearchEngine:
                     if cfg.address:  # joining a cluster checks that a trial fits on one of its nodes: before any write
                         executor = executor_now()
                 except KeyboardInterrupt:
+                    _shut_down_when_started(starting)
                     raise SystemExit(130) from None  # nothing was written yet: nothing to resume
                 except BaseException:
                     _shut_down_when_started(starting)

@@ -17,7 +17,8 @@ from typing import Any
 from search.states import TrialState
 from search.worker import TrialResult, TrialSpec, run_trial, warm_up
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+START_TRIES = 3  # local ray.init attempts (each raylet gets Ray's fixed 30 s to register)  # no network at run time (Ray's usage report)
 
 
 class _NotMainThreadNote(logging.Filter):
@@ -65,13 +66,14 @@ class RayExecutor:
                 ray.init(address=address, **init_kwargs)
             else:
                 local = dict(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
-                try:
-                    ray.init(**local)
-                except Exception as exc:  # Ray gives its raylet a fixed 30 s to register: retry once on a starved machine
-                    if "timed out during startup" not in str(exc):
-                        raise
-                    ray.shutdown()
-                    ray.init(**local)
+                for attempt in range(START_TRIES):  # Ray gives its raylet a fixed 30 s to register: retry on a starved machine
+                    try:
+                        ray.init(**local)
+                        break
+                    except Exception as exc:
+                        if "timed out during startup" not in str(exc) or attempt == START_TRIES - 1:
+                            raise
+                        ray.shutdown()
             self._owns_ray = True
         else:
             self._owns_ray = False
