@@ -1,8 +1,10 @@
 """Engine overhead per trial and the speed-up of parallel workers.
 
 1. Overhead: a search whose evaluator returns at once (``evaluator.function``) over a space whose
-   network is one linear layer, so nearly all the time per trial is the engine's own: ask, the
-   cost model, dispatch, tell, the journal, the MLflow child run, the front tags. Reported as
+   network is one linear layer, costed through the space's workloads (``hw_cost.estimate`` on one
+   row, as a big space with a ``workloads_fn`` is: nothing built or traced in the driver), so
+   nearly all the time per trial is the engine's own: ask, the cost model, dispatch, tell, the
+   journal, the MLflow child run, the front tags. Reported as
    (wall time of the loop) / trials, for the local executor and for Ray with one worker
    (Ray Tune's own per-trial overhead is about 140 ms by its documentation of trial overheads).
 2. Speed-up: trials that sleep 2 s, 8 trials with 1 worker vs 2 workers on Ray (measured once

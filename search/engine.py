@@ -597,8 +597,9 @@ class SearchEngine:
         if on_front is not None:
             tags["pareto"] = "true" if on_front else "false"
         trial_dir = self.out / "trials" / str(number)  # weights + arch.json, unpacked by _finish
+        weights = self.cfg.save_weights and trial_dir.is_dir()  # (no stat per trial when nothing is saved)
         run = child_run(number, "trial", o["arch"], tags, o["metrics"], o["history"], o["state"], o["reason"],
-                        self.parent_id, trial_dir if trial_dir.is_dir() else None,
+                        self.parent_id, trial_dir if weights else None,
                         search=self.cfg.name, start_ms=o.get("start_ms"), end_ms=o.get("end_ms"))
         return self.tracker.batch.add_run(run)
 

@@ -89,21 +89,33 @@ class BatchWriter:
         return bool(self._sql)
 
     # -- the engine's side ------------------------------------------------------------------
+    def _wake(self, was_idle: bool) -> None:
+        """Wake the writer only when it waits for work (or a round is full): while it lingers it
+        wakes on its own, and a notify per trial only made the two threads trade the GIL."""
+        if was_idle or len(self._runs) >= self.max_batch:
+            self._cond.notify()
+
+    def _idle(self) -> bool:
+        return not (self._runs or self._tags or self._parent_points)
+
     def add_run(self, run: ChildRun) -> Future:
         with self._cond:
+            idle = self._idle()
             self._runs.append(run)
-            self._cond.notify()
+            self._wake(idle)
         return run.future
 
     def set_pareto(self, number: int, on_front: bool) -> None:
         with self._cond:
+            idle = self._idle()
             self._tags[number] = "true" if on_front else "false"
-            self._cond.notify()
+            self._wake(idle)
 
     def log_parent_metric(self, key: str, value: float, step: int) -> None:
         with self._cond:
+            idle = self._idle()
             self._parent_points.append((key, float(value), int(step)))
-            self._cond.notify()
+            self._wake(idle)
 
     def known_run(self, number: int, run_id: str, pareto: str | None = None) -> None:
         """A child run already in the store (found on resume): later tag changes update it."""
