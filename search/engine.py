@@ -626,12 +626,19 @@ class SearchEngine:
         self._tally[rec.state] += 1
         if isinstance(rec.run_id, Future):
             self._unresolved.append(rec)
-        # a written child run's Future (a lock and lists, ~1 KiB) is swapped for its run id, so
-        # only the runs still queued hold one: the records stay small over 10,000 trials
-        while self._unresolved and self._unresolved[0].run_id.done():
-            r = self._unresolved.popleft()
-            if r.run_id.exception() is None:
-                r.run_id = r.run_id.result()
+        self._release_written()
+
+    def _release_written(self) -> None:
+        """A written child run's Future (a lock and lists, ~1 KiB) is swapped for its run id, so
+        only the runs still queued hold one: the records stay small over 10,000 trials."""
+        while self._unresolved:
+            run_id = self._unresolved[0].run_id
+            if isinstance(run_id, Future):
+                if not run_id.done():
+                    return
+                if run_id.exception() is None:
+                    self._unresolved[0].run_id = run_id.result()
+            self._unresolved.popleft()
 
     def _counts(self) -> dict[str, int]:
         """Kept as records arrive (the progress line asks after every trial: no O(n) scan)."""
