@@ -97,8 +97,11 @@ def cli_start(tmp: Path) -> tuple[float, float, float]:
            "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'start.db'}"}, "out": str(tmp / "runs" / "start")}
     (tmp / "start.yaml").write_text(yaml.safe_dump(cfg))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp / "start.yaml"), "--no-progress"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=600)
+    res = subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp / "start.yaml"), "--no-progress"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        last = [x for x in res.stderr.strip().splitlines() if x.strip()][-1:] or ["(no output)"]
+        raise RuntimeError(f"abacus search exited {res.returncode}: {last[0][:300]}")
     wall = time.perf_counter() - t0
     summary = json.loads((tmp / "runs" / "start" / "summary.json").read_text())
     print(f"start-up parts (overlapped, s): {summary['startup']}; end of run {summary['conclude_s']} s")

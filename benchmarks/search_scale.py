@@ -220,8 +220,11 @@ def main() -> None:
         os.chdir(tmp)
         start = None
         if not args.skip_start:  # first: a fresh process, fresh MLflow store, its own local Ray
-            t = cli_start(tmp)
-            start = {"process_to_first_dispatch_s": t[0], "run_to_first_dispatch_s": t[1], "whole_command_s": t[2], "loadavg": loadavg()}
+            try:
+                t = cli_start(tmp)
+                start = {"process_to_first_dispatch_s": t[0], "run_to_first_dispatch_s": t[1], "whole_command_s": t[2], "loadavg": loadavg()}
+            except (RuntimeError, OSError) as exc:  # e.g. Ray's node start timing out on a starved machine
+                start = {"error": str(exc), "loadavg": loadavg()}
         cluster = start_cluster()
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
         nodes = len([nd for nd in ray.nodes() if nd["Alive"]])
@@ -255,7 +258,9 @@ def main() -> None:
           f"{engine['optuna_ms_per_trial']:.1f} ms + the rest (the engine's own, Ray dispatch and result) {own:.1f} ms")
     print(f"engine: run() to first trial dispatched on the running cluster {engine['first_dispatch_s']:.1f} s; end of run "
           f"{engine['conclude_s']:.1f} s (of which the final MLflow wait {engine['tracking_wait_s']:.2f} s)")
-    if start is not None:
+    if start is not None and "error" in start:
+        print(f"abacus search in a fresh process: failed ({start['error']}); load average then {start['loadavg']}")
+    elif start is not None:
         print(f"abacus search in a fresh process (fresh MLflow SQLite store, its own local Ray): first trial dispatched "
               f"{start['process_to_first_dispatch_s']:.1f} s after the process started ({start['run_to_first_dispatch_s']:.1f} s after run() "
               f"began); whole 4-trial command {start['whole_command_s']:.1f} s; load average then {start['loadavg']}")
