@@ -103,7 +103,7 @@ def run_engine(n: int, workers: int, address: str, tmp: Path, sampler: str) -> d
                       executor="ray", address=address, evaluator={"function": "benchmarks.search_scale:instant3"}, out=str(tmp / "runs" / "scale"), save_weights=False)
     stamps: list[float] = []
     rss: dict[int, float] = {}
-    spent = {"cost_model": 0.0, "optuna": 0.0}
+    spent = {"cost_model": 0.0, "optuna": 0.0, "wait": 0.0}
     marks = checkpoints(n)
 
     def timed(part: str, fn):
@@ -128,6 +128,10 @@ def run_engine(n: int, workers: int, address: str, tmp: Path, sampler: str) -> d
             self.study.ask = timed("optuna", self.study.ask)
             self.study.tell = timed("optuna", self.study.tell)
 
+        def _search(self, executor, *args):  # the driver idle, waiting for the next result
+            executor.wait_one = timed("wait", executor.wait_one)
+            return super()._search(executor, *args)
+
     real_suggest = adapter.suggest_arch
     adapter.suggest_arch = timed("optuna", real_suggest)
     try:
@@ -144,7 +148,8 @@ def run_engine(n: int, workers: int, address: str, tmp: Path, sampler: str) -> d
             "per_trial_incl_wait_ms": 1000 * (loop + summary["tracking_wait_s"]) / (n - 1), "wall_s": wall,
             "first_dispatch_s": summary.get("first_dispatch_s"), "startup": summary.get("startup"), "front": len(summary["front"]),
             "conclude_s": summary.get("conclude_s"),
-            "cost_model_ms_per_trial": 1000 * spent["cost_model"] / n, "optuna_ms_per_trial": 1000 * spent["optuna"] / n}
+            "cost_model_ms_per_trial": 1000 * spent["cost_model"] / n, "optuna_ms_per_trial": 1000 * spent["optuna"] / n,
+            "wait_ms_per_trial": 1000 * spent["wait"] / n}
 
 
 def run_optuna(n: int, tmp: Path, sampler: str) -> dict:
@@ -252,10 +257,11 @@ def main() -> None:
         growth = f"{(r_hi - r_lo) * 1024 / max(1, hi - lo):8.2f} KiB" if r_lo is not None and hi > lo else "-"
         print(f"{name:30} {f['first_100_ms']:>10.1f} ms {f['last_100_ms']:>9.1f} ms {r_lo:>6.0f} MiB {r_hi:>6.0f} MiB {growth:>13}"
               f" {f['tracking_wait_s']:>8.2f} s {f['per_trial_incl_wait_ms']:>18.1f} ms")
-    own = engine["per_trial_incl_wait_ms"] - engine["cost_model_ms_per_trial"] - engine["optuna_ms_per_trial"]
+    own = engine["per_trial_incl_wait_ms"] - engine["cost_model_ms_per_trial"] - engine["optuna_ms_per_trial"] - engine["wait_ms_per_trial"]
     print(f"engine, per trial (all {n}, incl. the final wait): {engine['per_trial_incl_wait_ms']:.1f} ms = the space's cost model "
           f"(hw_cost.estimate on its workloads, in the driver) {engine['cost_model_ms_per_trial']:.1f} ms + Optuna's ask/suggest/tell "
-          f"{engine['optuna_ms_per_trial']:.1f} ms + the rest (the engine's own, Ray dispatch and result) {own:.1f} ms")
+          f"{engine['optuna_ms_per_trial']:.1f} ms + the driver idle, waiting for a worker's result (Ray and the workers: "
+          f"build, seeding, data copy) {engine['wait_ms_per_trial']:.1f} ms + the rest (the engine's own bookkeeping, Ray submit and get) {own:.1f} ms")
     print(f"engine: run() to first trial dispatched on the running cluster {engine['first_dispatch_s']:.1f} s; end of run "
           f"{engine['conclude_s']:.1f} s (of which the final MLflow wait {engine['tracking_wait_s']:.2f} s)")
     if start is not None and "error" in start:
