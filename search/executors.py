@@ -17,8 +17,8 @@ from typing import Any
 from search.states import TrialState
 from search.worker import TrialResult, TrialSpec, run_trial, warm_up
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-START_TRIES = 3  # local ray.init attempts (each raylet gets Ray's fixed 30 s to register)  # no network at run time (Ray's usage report)
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
+START_TRIES = 3  # local ray.init attempts (each raylet gets Ray's fixed 30 s to register)
 
 
 class _NotMainThreadNote(logging.Filter):
