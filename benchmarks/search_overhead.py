@@ -1,8 +1,10 @@
 """Engine overhead per trial and the speed-up of parallel workers.
 
 1. Overhead: a search whose evaluator returns at once (``evaluator.function``) over a space whose
-   network is one linear layer, so nearly all the time per trial is the engine's own: ask, the
-   cost model, dispatch, tell, the journal, the MLflow child run, the front tags. Reported as
+   network is one linear layer, costed through the space's workloads (``hw_cost.estimate`` on one
+   row, as a big space with a ``workloads_fn`` is: nothing built or traced in the driver), so
+   nearly all the time per trial is the engine's own: ask, the cost model, dispatch, tell, the
+   journal, the MLflow child run, the front tags. Reported as
    (wall time of the loop) / trials, for the local executor and for Ray with one worker
    (Ray Tune's own per-trial overhead is about 140 ms by its documentation of trial overheads).
 2. Speed-up: trials that sleep 2 s, 8 trials with 1 worker vs 2 workers on Ray (measured once
@@ -36,6 +38,17 @@ def build_tiny(arch, *, input_shape=(1, 8, 8), num_classes=10, **_):
     return nn.Sequential(nn.Flatten(), nn.Linear(int(input_shape[0] * input_shape[1] * input_shape[2]), num_classes))
 
 
+def tiny_workloads(arch, input_shape, *, num_classes: int = 10):
+    """The toy's one linear layer as a workload row (the space's fast cost path, as a big space
+    describes its layers: no model is built or traced in the driver; equal to the trace)."""
+    n, features = int(input_shape[0]), 1
+    for d in input_shape[1:]:
+        features *= int(d)
+    return [{"op": "linear", "ops": n * features * num_classes, "params": features * num_classes + num_classes,
+             "in_channels": features, "out_channels": num_classes, "kernel": 1, "out_pixels": n,
+             "in_elems": n * features, "out_elems": n * num_classes, "name": "1"}]
+
+
 def instant(model, *, datamodule, epochs, seed, reporter):
     """A trivial evaluator: a deterministic score from the seed, no training."""
     return {"val_accuracy": (seed * 7919 % 1000) / 1000.0, "epochs": epochs}
@@ -50,7 +63,7 @@ def tiny_space():
     from spaces import Categorical, SearchSpace
 
     return SearchSpace("overhead-toy", [Categorical("x", tuple(range(64))), Categorical("y", tuple(range(64)))],
-                       builder="benchmarks.search_overhead:build_tiny")
+                       builder="benchmarks.search_overhead:build_tiny", workloads_fn="benchmarks.search_overhead:tiny_workloads")
 
 
 def run(n_trials: int, workers: int, executor: str, fn: str, tmp: Path, tag: str) -> float:
@@ -84,8 +97,11 @@ def cli_start(tmp: Path) -> tuple[float, float, float]:
            "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'start.db'}"}, "out": str(tmp / "runs" / "start")}
     (tmp / "start.yaml").write_text(yaml.safe_dump(cfg))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp / "start.yaml"), "--no-progress"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=600)
+    res = subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp / "start.yaml"), "--no-progress"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        last = [x for x in res.stderr.strip().splitlines() if x.strip()][-1:] or ["(no output)"]
+        raise RuntimeError(f"abacus search exited {res.returncode}: {last[0][:300]}")
     wall = time.perf_counter() - t0
     summary = json.loads((tmp / "runs" / "start" / "summary.json").read_text())
     print(f"start-up parts (overlapped, s): {summary['startup']}; end of run {summary['conclude_s']} s")

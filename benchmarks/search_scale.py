@@ -1,18 +1,25 @@
 """The engine at scale: 10,000 instant trials on a local 3-node Ray cluster, beside plain Optuna.
 
-What it records, for the engine (``SearchEngine``, Ray executor on ``ray.cluster_utils.Cluster``
-with 3 nodes, MLflow on SQLite, random sampler, three objectives from an evaluator that returns
-at once) and for plain Optuna (the same random sampler, journal file storage, the same scores,
-ask/tell in a loop) in the same process, one after the other:
+Every figure issue 17 names, in one run (``--trials 1000`` for a quick one):
 
-- per-trial overhead: the mean gap between consecutive trial completions over trials 1-100 and
-  over the last 100 (flat is the goal; the engine's evaluator returns at once, so the gap is the
-  engine's own work: ask, cost model, dispatch to a Ray worker on another node, tell, journal,
-  the front, the MLflow child run queued);
-- driver RSS after 1,000 trials and at the end;
-- the end-of-run wait for queued MLflow writes (``tracking_wait_s``), and the effective cost per
-  trial including it: (wall time of the loop + final wait) / trials;
-- the engine's start: process start to the first trial dispatched (``first_dispatch_s``).
+- **start**: ``abacus search`` in a fresh process (fresh MLflow SQLite store, its own local Ray),
+  process start -> first trial dispatched (``benchmarks/search_overhead.py``'s measurement);
+- then, for the engine (``SearchEngine``, Ray executor on ``ray.cluster_utils.Cluster`` with 3
+  nodes, MLflow on SQLite, three objectives from an evaluator that returns at once, a toy space
+  whose cost model is the fast workloads path) and for plain Optuna (the same sampler, journal
+  file storage, the same scores, ask/tell in a loop) in the same process, one after the other:
+  - per-trial overhead: the mean gap between consecutive completions over trials 1-100 and over
+    the last 100 (flat is the goal; the evaluator returns at once, so the gap is the driver's
+    work: ask, cost model, dispatch to a Ray worker on another node, tell, journal, the front,
+    the MLflow child run queued);
+  - driver RSS after n/10 trials and at the end (1,000 and 10,000), and the growth per trial;
+  - the end-of-run wait for queued MLflow writes (``tracking_wait_s``), and the effective cost
+    per trial including it: (time of the loop + final wait) / trials;
+  - the engine's per-trial time split: the space's cost model (``hw_cost``), Optuna's
+    ask/suggest/tell (the sampler's, not the engine's), the rest (the engine's own).
+
+``--sampler tpe|nsga2`` runs both sides with that sampler instead of random (random is what the
+overhead figure uses: the sampler's own cost grows with the history for TPE).
 
 Run from the repository root:  .venv/bin/python benchmarks/search_scale.py --trials 10000
 """
@@ -62,119 +69,208 @@ def gaps_ms(stamps: list[float], lo: int, hi: int) -> float:
     return 1000 * (seg[-1] - seg[0]) / max(1, len(seg) - 1)
 
 
-def run_engine(n: int, workers: int, address: str, tmp: Path) -> dict:
+class TimedCost:
+    """The engine's cost model with its calls timed (everything else passes through)."""
+
+    def __init__(self, model, call) -> None:
+        self._model, self._call = model, call
+
+    def __call__(self, arch):
+        return self._call(arch)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+def checkpoints(n: int) -> tuple[int, int]:
+    """Where driver RSS is read: at 1,000 and 10,000 trials for the full run (n/10 and n in general)."""
+    return max(1, n // 10), n
+
+
+def strategy_for(sampler: str) -> dict:
+    return {"name": sampler, "options": {"seed": 0}} if sampler != "random" else {"name": "random"}
+
+
+def run_engine(n: int, workers: int, address: str, tmp: Path, sampler: str) -> dict:
+    from search import adapter
     from search.config import load_config
     from search.engine import SearchEngine
     from spaces import register_space
 
     register_space("overhead-toy", overwrite=True)(tiny_space)
     cfg = load_config(None, [f"mlflow.tracking_uri=sqlite:///{tmp / 'm.db'}"], name="scale", space="overhead-toy",
-                      objectives=OBJECTIVES, budget={"trials": n, "epochs": 1}, strategy={"name": "random"}, workers=workers,
+                      objectives=OBJECTIVES, budget={"trials": n, "epochs": 1}, strategy=strategy_for(sampler), workers=workers,
                       executor="ray", address=address, evaluator={"function": "benchmarks.search_scale:instant3"}, out=str(tmp / "runs" / "scale"), save_weights=False)
     stamps: list[float] = []
     rss: dict[int, float] = {}
-    cost_s = [0.0]
+    spent = {"cost_model": 0.0, "optuna": 0.0, "wait": 0.0}
+    marks = checkpoints(n)
+
+    def timed(part: str, fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if stamps:  # from the first completion on, as the per-trial figures (no start-up in them)
+                    spent[part] += time.perf_counter() - t
+        return wrapper
 
     class Timed(SearchEngine):
         def _commit(self, trial, o):  # one stamp per finished trial, after all the driver's work on it
             super()._commit(trial, o)
             stamps.append(time.perf_counter())
-            if len(stamps) in (1000, n):
+            if len(stamps) in marks:
                 rss[len(stamps)] = rss_mib()
 
-        def _setup_search(self, resume, shape):  # time the space's cost model apart from the engine
-            super()._setup_search(resume, shape)
-            model = self.cost_model
+        def _setup(self, resume, prepared):  # the space's cost model and Optuna (ask, suggest, tell) timed apart
+            super()._setup(resume, prepared)
+            self.cost_model = TimedCost(self.cost_model, timed("cost_model", self.cost_model))
+            self.study.ask = timed("optuna", self.study.ask)
+            self.study.tell = timed("optuna", self.study.tell)
 
-            def timed(arch):
-                t = time.perf_counter()
-                try:
-                    return model(arch)
-                finally:
-                    cost_s[0] += time.perf_counter() - t
-            timed.hardware_kwargs = model.hardware_kwargs
-            self.cost_model = timed
+        def _search(self, executor, *args):  # the driver idle, waiting for the next result
+            executor.wait_one = timed("wait", executor.wait_one)
+            return super()._search(executor, *args)
 
-    engine = Timed(cfg, progress=False)
-    t0 = time.perf_counter()
-    summary = engine.run()
-    wall = time.perf_counter() - t0
+    real_suggest = adapter.suggest_arch
+    adapter.suggest_arch = timed("optuna", real_suggest)
+    try:
+        engine = Timed(cfg, progress=False)
+        t0 = time.perf_counter()
+        summary = engine.run()
+        wall = time.perf_counter() - t0
+    finally:
+        adapter.suggest_arch = real_suggest
     assert summary["complete"] == n, summary["failures"][:3]
     loop = stamps[-1] - stamps[0]
     return {"first_100_ms": gaps_ms(stamps, 1, 100), "last_100_ms": gaps_ms(stamps, n - 99, n),
-            "rss_1000_mib": rss.get(1000), "rss_end_mib": rss.get(n), "tracking_wait_s": summary["tracking_wait_s"],
+            "rss_mib": {str(k): rss.get(k) for k in marks}, "tracking_wait_s": summary["tracking_wait_s"],
             "per_trial_incl_wait_ms": 1000 * (loop + summary["tracking_wait_s"]) / (n - 1), "wall_s": wall,
-            "first_dispatch_s": summary.get("first_dispatch_s"), "front": len(summary["front"]),
-            "cost_model_ms_per_trial": 1000 * cost_s[0] / n}
+            "first_dispatch_s": summary.get("first_dispatch_s"), "startup": summary.get("startup"), "front": len(summary["front"]),
+            "conclude_s": summary.get("conclude_s"),
+            "cost_model_ms_per_trial": 1000 * spent["cost_model"] / (n - 1), "optuna_ms_per_trial": 1000 * spent["optuna"] / (n - 1),
+            "wait_ms_per_trial": 1000 * spent["wait"] / (n - 1)}
 
 
-def run_optuna(n: int, tmp: Path) -> dict:
+def run_optuna(n: int, tmp: Path, sampler: str) -> dict:
+    """The peer: Optuna alone, same sampler, scores and objectives, journal file storage, ask/tell."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=[o["direction"] for o in OBJECTIVES], sampler=optuna.samplers.RandomSampler(seed=0),
-                                storage=JournalStorage(JournalFileBackend(str(tmp / "optuna.journal"))))
+    make = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler}[sampler]
+    study = optuna.create_study(directions=[o["direction"] for o in OBJECTIVES], sampler=make(seed=0),
+                                storage=JournalStorage(JournalFileBackend(str(tmp / f"optuna-{sampler}.journal"))))
     stamps: list[float] = []
     rss: dict[int, float] = {}
+    marks = checkpoints(n)
     t0 = time.perf_counter()
     for i in range(n):
         trial = study.ask()
-        x = trial.suggest_categorical("x", list(range(64)))
-        y = trial.suggest_categorical("y", list(range(64)))
+        trial.suggest_categorical("x", list(range(64)))
+        trial.suggest_categorical("y", list(range(64)))
         study.tell(trial, list(scores(i)))
         stamps.append(time.perf_counter())
-        if len(stamps) in (1000, n):
+        if len(stamps) in marks:
             rss[len(stamps)] = rss_mib()
     wall = time.perf_counter() - t0
     return {"first_100_ms": gaps_ms(stamps, 1, 100), "last_100_ms": gaps_ms(stamps, n - 99, n),
-            "rss_1000_mib": rss.get(1000), "rss_end_mib": rss.get(n), "tracking_wait_s": 0.0,
+            "rss_mib": {str(k): rss.get(k) for k in marks}, "tracking_wait_s": 0.0,
             "per_trial_incl_wait_ms": 1000 * (stamps[-1] - stamps[0]) / (n - 1), "wall_s": wall,
             "front": len(study.best_trials)}
 
 
+def start_cluster(nodes: int = 3, tries: int = 3):
+    """A local Ray cluster of ``nodes`` one-CPU nodes. Ray gives each raylet a fixed 30 s to
+    register, which a heavily loaded machine can miss: the cluster is started again then."""
+    from ray.cluster_utils import Cluster
+
+    for attempt in range(tries):
+        cluster = Cluster()
+        try:
+            cluster.add_node(num_cpus=1, include_dashboard=False)
+            for _ in range(nodes - 1):
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            return cluster
+        except Exception as exc:
+            cluster.shutdown()
+            if "timed out during startup" not in str(exc) or attempt == tries - 1:
+                raise
+            print(f"Ray node start timed out (load average {loadavg()}): starting the cluster again", file=sys.stderr)
+
+
+def loadavg() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=10_000)
+    ap.add_argument("--trials", type=int, default=10_000, help="10,000 for the issue's figures; 1000 for a quick run")
     ap.add_argument("--workers", type=int, default=3, help="parallel trials (one per node by default)")
+    ap.add_argument("--sampler", choices=("random", "tpe", "nsga2"), default="random",
+                    help="random (default: the overhead figure, as the Optuna peer); tpe/nsga2 show the sampler's own cost")
     ap.add_argument("--skip-optuna", action="store_true")
+    ap.add_argument("--skip-start", action="store_true", help="skip the fresh-process start measurement (abacus search)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     import ray
-    from ray.cluster_utils import Cluster
 
+    from benchmarks.search_overhead import cli_start
+
+    load_start = loadavg()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         os.chdir(tmp)
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
+        start = None
+        if not args.skip_start:  # first: a fresh process, fresh MLflow store, its own local Ray
+            try:
+                t = cli_start(tmp)
+                start = {"process_to_first_dispatch_s": t[0], "run_to_first_dispatch_s": t[1], "whole_command_s": t[2], "loadavg": loadavg()}
+            except (RuntimeError, OSError) as exc:  # e.g. Ray's node start timing out on a starved machine
+                start = {"error": str(exc), "loadavg": loadavg()}
+        cluster = start_cluster()
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
         nodes = len([nd for nd in ray.nodes() if nd["Alive"]])
         try:
-            engine = run_engine(args.trials, args.workers, cluster.address, tmp)
+            engine = run_engine(args.trials, args.workers, cluster.address, tmp, args.sampler)
         finally:
             ray.shutdown()
             cluster.shutdown()
-        optuna_figs = None if args.skip_optuna else run_optuna(args.trials, tmp)
-    load = open("/proc/loadavg").read().split()[:3]
-    out = {"trials": args.trials, "nodes": nodes, "workers": args.workers, "engine": engine, "optuna_journal": optuna_figs,
-           "loadavg_end": load}
+        load_engine = loadavg()
+        optuna_figs = None if args.skip_optuna else run_optuna(args.trials, tmp, args.sampler)
+    load = loadavg()
+    out = {"trials": args.trials, "nodes": nodes, "workers": args.workers, "sampler": args.sampler, "engine": engine,
+           "optuna_journal": optuna_figs, "start": start, "loadavg": {"start": load_start, "after_engine": load_engine, "end": load}}
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
+    n = args.trials
+    lo, hi = checkpoints(n)
     rows = [("abacus engine (Ray, 3 nodes)", engine)] + ([("plain Optuna, journal file", optuna_figs)] if optuna_figs else [])
-    print(f"\n{args.trials} trials, instant evaluator, {nodes} Ray nodes, {args.workers} workers; load average at the end {' '.join(load)}")
-    print(f"{'':32} {'trials 1-100':>13} {'last 100':>10} {'RSS@1000':>9} {'RSS@end':>8} {'final wait':>10} {'per trial incl. wait':>21}")
+    print(f"\n{n} trials, instant evaluator, {args.sampler} sampler, {nodes} Ray nodes, {args.workers} workers; "
+          f"load average {load_start} (start), {load_engine} (after the engine), {load} (end)")
+    print(f"{'':30} {'trials 1-100':>13} {f'{n - 99}-{n}':>12} {f'RSS@{lo}':>10} {f'RSS@{hi}':>10} {'growth/trial':>13} {'final wait':>10} {'per trial incl. wait':>21}")
     for name, f in rows:
-        r1000 = f"{f['rss_1000_mib']:5.0f} MiB" if f["rss_1000_mib"] is not None else "        -"
-        print(f"{name:32} {f['first_100_ms']:>10.1f} ms {f['last_100_ms']:>7.1f} ms {r1000} {f['rss_end_mib']:>4.0f} MiB"
+        r_lo, r_hi = f["rss_mib"][str(lo)], f["rss_mib"][str(hi)]
+        growth = f"{(r_hi - r_lo) * 1024 / max(1, hi - lo):8.2f} KiB" if r_lo is not None and hi > lo else "-"
+        print(f"{name:30} {f['first_100_ms']:>10.1f} ms {f['last_100_ms']:>9.1f} ms {r_lo:>6.0f} MiB {r_hi:>6.0f} MiB {growth:>13}"
               f" {f['tracking_wait_s']:>8.2f} s {f['per_trial_incl_wait_ms']:>18.1f} ms")
-    print(f"engine: of which the space's cost model (trace + hw_cost.estimate in the driver) {engine['cost_model_ms_per_trial']:.1f} ms per trial")
-    if engine.get("first_dispatch_s") is not None:
-        print(f"engine: process start to first trial dispatched {engine['first_dispatch_s']:.1f} s")
+    own = engine["per_trial_incl_wait_ms"] - engine["cost_model_ms_per_trial"] - engine["optuna_ms_per_trial"] - engine["wait_ms_per_trial"]
+    print(f"engine, per trial (all {n}, incl. the final wait): {engine['per_trial_incl_wait_ms']:.1f} ms = the space's cost model "
+          f"(hw_cost.estimate on its workloads, in the driver) {engine['cost_model_ms_per_trial']:.1f} ms + Optuna's ask/suggest/tell "
+          f"{engine['optuna_ms_per_trial']:.1f} ms + the driver idle, waiting for a worker's result (Ray and the workers: "
+          f"build, seeding, data copy) {engine['wait_ms_per_trial']:.1f} ms + the rest (the engine's own bookkeeping, Ray submit and get) {own:.1f} ms")
+    print(f"engine: run() to first trial dispatched on the running cluster {engine['first_dispatch_s']:.1f} s; end of run "
+          f"{engine['conclude_s']:.1f} s (of which the final MLflow wait {engine['tracking_wait_s']:.2f} s)")
+    if start is not None and "error" in start:
+        print(f"abacus search in a fresh process: failed ({start['error']}); load average then {start['loadavg']}")
+    elif start is not None:
+        print(f"abacus search in a fresh process (fresh MLflow SQLite store, its own local Ray): first trial dispatched "
+              f"{start['process_to_first_dispatch_s']:.1f} s after the process started ({start['run_to_first_dispatch_s']:.1f} s after run() "
+              f"began); whole 4-trial command {start['whole_command_s']:.1f} s; load average then {start['loadavg']}")
 
 
 if __name__ == "__main__":

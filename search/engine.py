@@ -110,12 +110,14 @@ class SearchEngine:
         self.show_progress = {True: "bar", False: "none"}.get(progress, progress)
         self.records: dict[int, TrialRecord] = {}
         self._tally: collections.Counter[str] = collections.Counter()  # records per state
+        self._unresolved: collections.deque[TrialRecord] = collections.deque()  # records whose run id is still a Future
         self.archive = ParetoArchive(cfg.directions)  # the front, kept incrementally (O(front) per trial)
         self._completed: list[int] = []  # complete trial numbers in the order they were told
         self._live_hv = 0.0
         self._first_dispatch: tuple[float, float] | None = None  # (s since run() began, epoch time)
         self._startup: dict[str, float] = {}  # set-up parts (overlapped), seconds each
         self._tracking = None  # the MLflow set-up while it runs (a Future)
+        self._tracking_failed = False
         self._logged: dict[int, str] = {}  # child runs already in the store (found on resume)
         self.retrained: list[dict[str, Any]] = []
         self.scheduler = None
@@ -123,8 +125,12 @@ class SearchEngine:
 
     # -- set-up ----------------------------------------------------------------------------
     def _setup(self, resume: bool, prepared) -> None:
-        """After ``search.preflight.prepare`` passed: the directory (locked first), then the
-        config, the MLflow parent and run.json; on resume the journal is healed first."""
+        """After ``search.preflight.prepare`` passed: the problem, the directory (locked first),
+        the config, the study on its journal; on resume the journal is healed first and the
+        MLflow side is attached here. A fresh search creates its MLflow side (the store, which
+        takes seconds when new, the parent run, run.json) on a thread (``_start_tracking``)
+        while the first trials are asked and dispatched; ``_tracking_ready`` joins it at the
+        first result."""
         from search.preflight import open_run_dir
 
         cfg = self.cfg
@@ -153,15 +159,7 @@ class SearchEngine:
             splits.check_on_resume(self.tracker.client, self.parent_id, self.split)
         else:
             (self.out / "config.yaml").write_text(dump_config(cfg))
-            self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name, search_name=cfg.name)
-            self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")),
-                                                       tags={**_version_tags(), **self.problem.tags()})
-            self.tracker.log_artifact(self.out / "config.yaml")
-            splits.record(self.tracker.client, self.parent_id, self.split)
-            write_json_atomic(self.out / "problem.json", self.problem.to_json())
-            self.tracker.log_artifact(self.out / "problem.json")
-            write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
-                                                    "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
+            self._tracking = self._setup_pool.submit(self._timed, "tracking_s", self._start_tracking)
         from search.journal import BufferedJournalFileBackend
 
         self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
@@ -170,8 +168,25 @@ class SearchEngine:
                                          storage=storage, load_if_exists=resume)
         if resume:  # the journal replayed: only now is the parent run marked running again
             self.tracker.attach_parent(self.parent_id)
+            self.tracker.batch.before_round = self.journal.sync  # a child run is stored only after its journaled outcome
             self._logged = self.tracker.child_runs()
             self._recover()
+
+    def _start_tracking(self) -> None:
+        """A fresh search's MLflow side, after every check passed (on a set-up thread): the store,
+        the parent run with the config, the problem's tags and the split, then run.json."""
+        from search import splits
+
+        cfg = self.cfg
+        self.tracker = Tracker(resolve_tracking_uri(cfg.mlflow.tracking_uri), cfg.experiment_name, search_name=cfg.name)
+        self.parent_id = self.tracker.start_parent(cfg.name, params=_flatten(cfg.model_dump(mode="json")),
+                                                   tags={**_version_tags(), **self.problem.tags()})
+        self.tracker.log_artifact(self.out / "config.yaml")
+        splits.record(self.tracker.client, self.parent_id, self.split)
+        write_json_atomic(self.out / "problem.json", self.problem.to_json())
+        self.tracker.log_artifact(self.out / "problem.json")
+        write_json_atomic(self.out / RUN_FILE, {"parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
+                                                "mlflow_experiment_id": self.tracker.experiment_id, "name": cfg.name})
 
     def _timed(self, key: str, fn, *args):
         """Run a set-up part and keep its duration (``startup`` in the summary)."""
@@ -182,11 +197,15 @@ class SearchEngine:
             self._startup[key] = round(time.perf_counter() - t0, 2)
 
     def _tracking_ready(self) -> None:
-        """Wait (once) for an MLflow set-up still running in the background; its errors surface here.
-        (The set-up is sequential after the pre-flight checks, so this is usually a no-op.)"""
+        """Wait (once) for the MLflow set-up running on its thread; its errors surface here."""
         if self._tracking is not None:
             fut, self._tracking = self._tracking, None
-            fut.result()
+            try:
+                fut.result()
+            except BaseException:
+                self._tracking_failed = True
+                raise
+            self.tracker.batch.before_round = self.journal.sync  # a child run is stored only after its journaled outcome
 
     def _recover(self) -> None:
         """Rebuild the records from the journal after a crash.
@@ -271,37 +290,82 @@ class SearchEngine:
         (``SystematicFailure``/``ConstraintsExhausted``), both after the summary is written.
         With a ``oneshot`` block the supernet is trained (or reused) first and candidates are
         scored on its executor (``search.oneshot``)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from search.executors import make_executor
         from search.preflight import prepare
         from search.signals import stop_on_signals
 
         started = time.perf_counter()
         self.overwrite = overwrite
+        cfg = self.cfg
+        # set-up parts that wait on other processes run on threads beside the checks: ray.init and
+        # the workers' warm-up once the quick checks passed (they write nothing into the run
+        # directory), the MLflow store once every check passed (it writes)
+        self._setup_pool = pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup")
+        starting: list[Future] = []
+
+        def start_executor() -> None:
+            if cfg.oneshot is None and not starting:
+                starting.append(pool.submit(self._timed, "executor_s", make_executor, cfg))
+
+        def executor_now():
+            return starting[0].result() if starting else None
+
         executor = None
         with stop_on_signals() as seen:
             try:
-                prepared = self._timed("checks_s", lambda: prepare(self.cfg, resume=resume, overwrite=overwrite))
-                if self.cfg.oneshot is None:
-                    executor = self._timed("executor_s", make_executor, self.cfg)
-            except KeyboardInterrupt:
-                raise SystemExit(130) from None  # nothing was written yet: nothing to resume
-            try:
-                self._timed("setup_s", self._setup, resume, prepared)
-                if self.cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
-                    from search.oneshot import OneShot
+                try:
+                    prepared = self._timed("checks_s", lambda: prepare(cfg, resume=resume, overwrite=overwrite, quick_checks_passed=start_executor))
+                    start_executor()
+                    if cfg.address:  # joining a cluster checks that a trial fits on one of its nodes: before any write
+                        executor = executor_now()
+                except KeyboardInterrupt:
+                    _shut_down_when_started(starting)
+                    raise SystemExit(130) from None  # nothing was written yet: nothing to resume
+                except BaseException:
+                    _shut_down_when_started(starting)
+                    raise
+                try:
+                    self._timed("setup_s", self._setup, resume, prepared)
+                    executor = executor_now()
+                    if cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
+                        from search.oneshot import OneShot
 
-                    self.oneshot = OneShot(self)
-                    executor = self.oneshot.start(resume)
-            except BaseException:
-                if executor is not None:
-                    executor.shutdown()
-                if getattr(self, "lock", None) is not None:
+                        self._tracking_ready()
+                        self.oneshot = OneShot(self)
+                        executor = self.oneshot.start(resume)
+                except BaseException:
+                    _shut_down_when_started(starting)
+                    if executor is not None:
+                        executor.shutdown()
+                    self._abandon_tracking()
+                    if getattr(self, "lock", None) is not None:
+                        self.lock.release()
+                    raise
+                try:
+                    return self._search(executor, started, seen)
+                finally:
                     self.lock.release()
-                raise
-            try:
-                return self._search(executor, started, seen)
             finally:
-                self.lock.release()
+                pool.shutdown(wait=False)
+
+    def _abandon_tracking(self) -> None:
+        """A set-up that failed after the MLflow thread started: wait for it, close what it opened."""
+        fut, self._tracking = self._tracking, None
+        if fut is None:
+            return
+        try:
+            fut.result()
+        except BaseException:
+            pass
+        tracker = getattr(self, "tracker", None)
+        if tracker is not None:
+            try:
+                tracker.finish_parent("FAILED")
+                tracker.close()
+            except Exception:
+                pass
 
     def _search(self, executor, started: float, seen: dict[str, str]) -> dict[str, Any]:
         from search.adapter import suggest_arch
@@ -348,7 +412,7 @@ class SearchEngine:
                         continue
                     infeasible_run = 0
                     pending[trial.number] = (trial, arch, aid, cost)
-                    self.journal.flush()  # the running trial is on disk: a crash from here re-queues it
+                    self.journal.flush(sync=False)  # the running trial is in the file: a crash from here re-queues it
                     executor.submit(self._spec(trial.number, arch, cost))
                     if self._first_dispatch is None:
                         self._first_dispatch = (time.perf_counter() - started, time.time())
@@ -358,6 +422,7 @@ class SearchEngine:
                     self._finish(trial, arch, aid, cost, result)
                     self._advance(progress, task)
             if cfg.retrain is not None:
+                self._tracking_ready()
                 self.retrained = retrain_front(self, self.oneshot.retrain_executor() if self.oneshot else executor)
             self.status = "FINISHED"
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through search.signals
@@ -375,9 +440,13 @@ class SearchEngine:
             executor.shutdown()
             if progress is not None:
                 progress.stop()
-            summary = self._conclude(time.perf_counter() - started)
-            self.tracker.finish_parent(self.status)
-            self.tracker.close()
+            if self._tracking_failed:  # no MLflow side to conclude in: its error goes on
+                self.journal.close()
+            else:
+                summary = self._conclude(time.perf_counter() - started)
+                self.tracker.finish_parent(self.status)
+                self.tracker.close()
+                self.journal.close()
         if self.status == "KILLED":
             raise SearchInterrupted(str(self.out), seen.get("name", "a signal")) from None
         if stop is not None:
@@ -470,7 +539,9 @@ class SearchEngine:
             self.study.tell(trial, [float(o["metrics"].get(n, 0.0)) for n in cfg.objective_names])
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self.journal.flush()  # one fsync: the outcome and the tell; a crash before it re-queues the trial
+        # the outcome and the tell in the file (a driver crash before it re-queues the trial); the
+        # fsync runs on the MLflow writer before this trial's child run is stored (journal.sync)
+        self.journal.flush(sync=False)
         rid = self._logged.get(trial.number)
         if rid:
             self.tracker.batch.known_run(trial.number, rid)
@@ -522,8 +593,9 @@ class SearchEngine:
         if on_front is not None:
             tags["pareto"] = "true" if on_front else "false"
         trial_dir = self.out / "trials" / str(number)  # weights + arch.json, unpacked by _finish
+        weights = self.cfg.save_weights and trial_dir.is_dir()  # (no stat per trial when nothing is saved)
         run = child_run(number, "trial", o["arch"], tags, o["metrics"], o["history"], o["state"], o["reason"],
-                        self.parent_id, trial_dir if trial_dir.is_dir() else None,
+                        self.parent_id, trial_dir if weights else None,
                         search=self.cfg.name, start_ms=o.get("start_ms"), end_ms=o.get("end_ms"))
         return self.tracker.batch.add_run(run)
 
@@ -548,6 +620,21 @@ class SearchEngine:
             self._tally[old.state] -= 1
         self.records[rec.number] = rec
         self._tally[rec.state] += 1
+        if isinstance(rec.run_id, Future):
+            self._unresolved.append(rec)
+        self._release_written()
+
+    def _release_written(self) -> None:
+        """A written child run's Future (a lock and lists, ~1 KiB) is swapped for its run id, so
+        only the runs still queued hold one: the records stay small over 10,000 trials."""
+        while self._unresolved:
+            run_id = self._unresolved[0].run_id
+            if isinstance(run_id, Future):
+                if not run_id.done():
+                    return
+                if run_id.exception() is None:
+                    self._unresolved[0].run_id = run_id.result()
+            self._unresolved.popleft()
 
     def _counts(self) -> dict[str, int]:
         """Kept as records arrive (the progress line asks after every trial: no O(n) scan)."""
@@ -662,6 +749,17 @@ class SearchEngine:
         from search.ui import ui_url
 
         out.print(f"in MLflow's UI: `abacus ui`, then {ui_url(5000, summary['mlflow_experiment_id'])}")
+
+
+def _shut_down_when_started(starting: list[Future]) -> None:
+    """The executor being started on a set-up thread, shut down once it is up (a failed start: nothing)."""
+    if not starting:
+        return
+    try:
+        executor = starting[0].result()
+    except BaseException:
+        return
+    executor.shutdown()
 
 
 def _absolute_paths(options: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ cancels a trial that runs past its timeout, reporting it as failed with that rea
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -17,6 +18,18 @@ from search.states import TrialState
 from search.worker import TrialResult, TrialSpec, run_trial, warm_up
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
+START_TRIES = 3  # local ray.init attempts (each raylet gets Ray's fixed 30 s to register)
+
+
+class _NotMainThreadNote(logging.Filter):
+    """Drops Ray's note that ray.init on a set-up thread sets no SIGTERM handler: the engine's
+    own handlers (``search.signals``) stay in place, which is what we want."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+logging.getLogger("ray._private.worker").addFilter(_NotMainThreadNote())
 
 
 class LocalExecutor:
@@ -42,7 +55,8 @@ class LocalExecutor:
 class RayExecutor:
     def __init__(self, workers: int, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
                  address: str | None = None, trial_timeout_s: float | None = None, max_retries: int = 2,
-                 data: str | None = None) -> None:
+                 data: str | None = None, data_kwargs: dict[str, Any] | None = None, split_seed: int = 0,
+                 batch_size: int = 64) -> None:
         import ray
 
         self._ray = ray
@@ -52,13 +66,14 @@ class RayExecutor:
                 ray.init(address=address, **init_kwargs)
             else:
                 local = dict(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
-                try:
-                    ray.init(**local)
-                except Exception as exc:  # Ray gives its raylet a fixed 30 s to register: retry once on a starved machine
-                    if "timed out during startup" not in str(exc):
-                        raise
-                    ray.shutdown()
-                    ray.init(**local)
+                for attempt in range(START_TRIES):  # Ray gives its raylet a fixed 30 s to register: retry on a starved machine
+                    try:
+                        ray.init(**local)
+                        break
+                    except Exception as exc:
+                        if "timed out during startup" not in str(exc) or attempt == START_TRIES - 1:
+                            raise
+                        ray.shutdown()
             self._owns_ray = True
         else:
             self._owns_ray = False
@@ -74,9 +89,10 @@ class RayExecutor:
         self._timeout = trial_timeout_s
         self._pending: dict[Any, tuple[TrialSpec, float]] = {}
         # one warm-up task per worker slot, same resources as a trial: each worker process
-        # imports torch and Lightning now, while the driver sets up, not in its first trial
+        # imports torch and Lightning and loads the data set now, while the driver sets up, not in
+        # its first trial
         warm = ray.remote(warm_up).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
-        self.warming = [warm.remote(data) for _ in range(max(1, workers))]
+        self.warming = [warm.remote(data, data_kwargs, split_seed, batch_size) for _ in range(max(1, workers))]
 
     @property
     def in_flight(self) -> int:
@@ -117,10 +133,12 @@ class RayExecutor:
 
 
 def make_executor(cfg: Any):
+    from search.splits import split_seed
+
     if cfg.executor == "local":
         return LocalExecutor()
     return RayExecutor(
         cfg.workers, cpus_per_trial=cfg.resources.cpus_per_trial, gpus_per_trial=cfg.resources.gpus_per_trial,
         address=cfg.address, trial_timeout_s=cfg.budget.trial_timeout_s, max_retries=cfg.budget.max_retries,
-        data=cfg.evaluator.data,
+        data=cfg.evaluator.data, data_kwargs=dict(cfg.evaluator.data_kwargs), split_seed=split_seed(cfg), batch_size=cfg.evaluator.batch_size,
     )

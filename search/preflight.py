@@ -16,7 +16,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from search.errors import ConfigError
 
@@ -219,8 +219,10 @@ def check_reference(cfg) -> None:
         raise ConfigError(f"reference_point.{missing[0]}", f"a value: the problem fixes no hypervolume bound for {missing[0]}", "none")
 
 
-def prepare(cfg, *, resume: bool, overwrite: bool = False) -> Prepared:
-    """Every check, in the order a user fixes things; nothing is written."""
+def prepare(cfg, *, resume: bool, overwrite: bool = False, quick_checks_passed: Callable[[], None] | None = None) -> Prepared:
+    """Every check, in the order a user fixes things; nothing is written. ``quick_checks_passed``
+    is called once the checks that take milliseconds passed, before the data set is read (the
+    engine starts Ray there, which writes nothing into the run directory, so the two overlap)."""
     from spaces import get_space
 
     check_values(cfg)
@@ -229,6 +231,8 @@ def prepare(cfg, *, resume: bool, overwrite: bool = False) -> Prepared:
     check_out_dir(cfg, resume=resume, overwrite=overwrite)
     run, torn = check_resume_files(cfg) if resume else (None, 0)
     space = get_space(cfg.space).restricted(cfg.restrict).with_options(cfg.space_options)
+    if quick_checks_passed is not None:
+        quick_checks_passed()
     shape, classes, task, split = check_data(cfg)
     sampler = check_sampler(cfg, space)
     return Prepared(space, shape, classes, sampler, task, split, run, torn)

@@ -78,6 +78,7 @@ class BatchWriter:
         self._busy = False
         self._closed = False
         self._error: BaseException | None = None
+        self.before_round = None  # called on the writer thread before each round (the journal's fsync)
         self.rounds = 0  # write rounds (transactions on a SQL store)
         self.tag_writes = 0  # pareto tag updates of runs already in the store
         self._thread = threading.Thread(target=self._loop, name="abacus-mlflow-batch", daemon=True)
@@ -88,21 +89,33 @@ class BatchWriter:
         return bool(self._sql)
 
     # -- the engine's side ------------------------------------------------------------------
+    def _wake(self, was_idle: bool) -> None:
+        """Wake the writer only when it waits for work (or a round is full): while it lingers it
+        wakes on its own, and a notify per trial only made the two threads trade the GIL."""
+        if was_idle or len(self._runs) >= self.max_batch:
+            self._cond.notify()
+
+    def _idle(self) -> bool:
+        return not (self._runs or self._tags or self._parent_points)
+
     def add_run(self, run: ChildRun) -> Future:
         with self._cond:
+            idle = self._idle()
             self._runs.append(run)
-            self._cond.notify()
+            self._wake(idle)
         return run.future
 
     def set_pareto(self, number: int, on_front: bool) -> None:
         with self._cond:
+            idle = self._idle()
             self._tags[number] = "true" if on_front else "false"
-            self._cond.notify()
+            self._wake(idle)
 
     def log_parent_metric(self, key: str, value: float, step: int) -> None:
         with self._cond:
+            idle = self._idle()
             self._parent_points.append((key, float(value), int(step)))
-            self._cond.notify()
+            self._wake(idle)
 
     def known_run(self, number: int, run_id: str, pareto: str | None = None) -> None:
         """A child run already in the store (found on resume): later tag changes update it."""
@@ -154,15 +167,23 @@ class BatchWriter:
                 points, self._parent_points = self._parent_points, []
                 self._busy = True
             try:
+                if self.before_round is not None:
+                    self.before_round()
                 updates = [(self._written[n][0], v) for n, v in tags.items() if self._written[n][1] != v]
                 self._write(runs, updates, points)
                 self.rounds += 1
                 self.tag_writes += len(updates)
                 with self._cond:
+                    # only runs on the front can change their tag again (a dominated point stays
+                    # dominated): the others are forgotten, so this map is the size of the front
                     for r in runs:
-                        self._written[r.number] = (r.future.result(), r.tags.get("pareto", ""))
+                        if r.tags.get("pareto") == "true":
+                            self._written[r.number] = (r.future.result(), "true")
                     for n, v in tags.items():
-                        self._written[n] = (self._written[n][0], v)
+                        if v == "true":
+                            self._written[n] = (self._written[n][0], v)
+                        else:
+                            self._written.pop(n, None)
             except BaseException as exc:  # surfaced by flush(); the search itself goes on
                 with self._cond:
                     self._error = exc

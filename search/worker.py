@@ -97,11 +97,7 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         torch.set_num_threads(max(1, int(spec.threads)))
         from pytorch_lightning import seed_everything
 
-        from evaluators.data.splits import split_identity
-
-        extra = {"train_on_val": True} if spec.train_on_val else {}
-        dm = evaluators.get_datamodule(spec.data, seed=spec.split_seed, batch_size=spec.batch_size, **extra, **spec.data_kwargs)
-        split = split_identity(dm)
+        dm, split = _datamodule(spec)
         tags = {"split.split_seed": str(split["split_seed"]), "split.val_sha256": split["val_sha256"]}
         if spec.split_sha256 and split["val_sha256"] != spec.split_sha256:
             return TrialResult(spec.number, TrialState.FAIL, reason=f"validation split {split['val_sha256']!r} differs from the search's "
@@ -157,9 +153,11 @@ def _run_trial(spec: TrialSpec) -> TrialResult:
         return TrialResult(spec.number, TrialState.FAIL, {}, history, reason[:500] + ("\n" + tb if os.environ.get("ABACUS_DEBUG") else ""), node, time.perf_counter() - start)
 
 
-def warm_up(data: str | None = None) -> float:
+def warm_up(data: str | None = None, data_kwargs: dict[str, Any] | None = None, split_seed: int = 0, batch_size: int = 64) -> float:
     """Import what every trial needs (torch, Lightning, the evaluators, the ops, the data set's
-    module) in this worker process; returns the seconds it took. Run once per worker at start."""
+    module) in this worker process and, given the data's arguments, load and split the data set
+    once (kept for the trials, ``_datamodule``); returns the seconds it took. Run once per
+    worker at start."""
     start = time.perf_counter()
     import importlib
 
@@ -171,7 +169,48 @@ def warm_up(data: str | None = None) -> float:
 
     if data in BUILTIN:
         importlib.import_module(BUILTIN[data])
+    if data is not None and data_kwargs is not None:
+        try:
+            _datamodule(TrialSpec(-1, None, {}, data, dict(data_kwargs), 0, 0.0, "", 0.0, batch_size, 0, split_seed=split_seed))
+        except Exception:  # a data set that fails here fails the first trial, with its reason
+            pass
     return time.perf_counter() - start
+
+
+_DATA_CACHE: dict[tuple, tuple[Any, dict[str, Any]]] = {}  # this worker process's last data module, set up
+
+
+def _data_key(data: str, data_kwargs: dict[str, Any], split_seed: int, batch_size: int, train_on_val: bool) -> tuple:
+    import json
+
+    return data, json.dumps(data_kwargs, sort_keys=True, default=str), int(split_seed), int(batch_size), bool(train_on_val)
+
+
+def _datamodule(spec: TrialSpec) -> tuple[Any, dict[str, Any]]:
+    """A data module for this trial, as it is right after ``setup`` (and its split identity).
+
+    Why cached: a worker process (a Ray worker is reused across trials) used to load and split
+    the data set again for every trial (~40-90 ms for the embedded digits, seconds for files),
+    which for short trials was most of a trial's time. The process keeps one set-up module per
+    data configuration and hands each trial a shallow copy: the data sets (read-only tensors and
+    file lists) are shared, every attribute a trial sets (Lightning's ``trainer``, loaders) is
+    its own, so a trial sees exactly what a freshly set-up module would give it.
+    """
+    import copy
+
+    key = _data_key(spec.data, spec.data_kwargs, spec.split_seed, spec.batch_size, spec.train_on_val)
+    hit = _DATA_CACHE.get(key)
+    if hit is None:
+        import evaluators
+        from evaluators.data.splits import split_identity
+
+        extra = {"train_on_val": True} if spec.train_on_val else {}
+        dm = evaluators.get_datamodule(spec.data, seed=spec.split_seed, batch_size=spec.batch_size, **extra, **spec.data_kwargs)
+        split = split_identity(dm)  # sets the module up
+        _DATA_CACHE.clear()  # one data configuration per process: memory stays that of one data set
+        _DATA_CACHE[key] = hit = (dm, split)
+    dm, split = hit
+    return copy.copy(dm), dict(split)
 
 
 def measured_cost(model: Any, input_shape: tuple[int, ...], hardware: dict[str, Any]) -> dict[str, float]:

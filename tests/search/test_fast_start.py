@@ -42,3 +42,99 @@ def test_worker_warm_up_imports_what_a_trial_needs():
 
     assert warm_up("digits") >= 0
     assert {"torch", "pytorch_lightning", "evaluators.data.digits", "supernets"} <= set(sys.modules)
+
+
+def test_a_worker_loads_its_data_once_and_each_trial_gets_a_fresh_module(monkeypatch):
+    import evaluators
+
+    from search import worker
+    from search.worker import TrialSpec, _datamodule
+
+    built = []
+    real = evaluators.get_datamodule
+    monkeypatch.setattr(evaluators, "get_datamodule", lambda *a, **k: built.append(k) or real(*a, **k))
+    monkeypatch.setattr(worker, "_DATA_CACHE", {})
+    spec = TrialSpec(1, None, {}, "digits", {}, 1, 0.1, "adam", 0.0, 32, seed=5, split_seed=3)
+    dm1, split1 = _datamodule(spec)
+    dm1.trainer_state = "set by trial 1"  # what a trial sets stays its own
+    dm2, split2 = _datamodule(TrialSpec(2, None, {}, "digits", {}, 1, 0.1, "adam", 0.0, 32, seed=6, split_seed=3))
+    assert len(built) == 1 and split1 == split2
+    assert dm1 is not dm2 and not hasattr(dm2, "trainer_state")
+    assert dm2.train_set is dm1.train_set  # the data set itself is read once
+    other, _ = _datamodule(TrialSpec(3, None, {}, "digits", {}, 1, 0.1, "adam", 0.0, 32, seed=6, split_seed=4))
+    assert len(built) == 2 and other.val_indices.tolist() != dm1.val_indices.tolist()  # another split: loaded again
+
+
+def test_ray_starts_beside_the_data_check_and_mlflow_after_every_check(tmp_path, monkeypatch):
+    """ray.init (here a stand-in executor) starts once the quick checks passed and runs while the
+    data set is read: each waits for the other to have started, which a sequential start-up
+    could not do. The MLflow store is created only after every check passed."""
+    import threading
+
+    import scale_helpers
+
+    from search import engine as engine_mod
+    from search import executors, preflight
+    from search.executors import LocalExecutor
+
+    monkeypatch.chdir(tmp_path)
+    order: list[str] = []
+    executor_started, data_started = threading.Event(), threading.Event()
+
+    def fake_executor(cfg):
+        order.append("executor")
+        executor_started.set()
+        assert data_started.wait(60), "the data check did not run while the executor started"
+        return LocalExecutor()
+
+    real_data = preflight.check_data
+
+    def data(cfg):
+        data_started.set()
+        assert executor_started.wait(60), "the executor did not start while the data was checked"
+        out = real_data(cfg)
+        order.append("data checked")
+        return out
+
+    class Tracked(engine_mod.Tracker):
+        def __init__(self, *a, **k):
+            order.append("mlflow store")
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(executors, "make_executor", fake_executor)
+    monkeypatch.setattr(preflight, "check_data", data)
+    monkeypatch.setattr(engine_mod, "Tracker", Tracked)
+    summary = engine_mod.SearchEngine(scale_helpers.config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", 3), progress=False).run()
+    assert summary["complete"] == 3
+    assert order.index("executor") < order.index("data checked") < order.index("mlflow store")
+    assert {"checks_s", "executor_s", "setup_s", "tracking_s"} <= set(summary["startup"]) and summary["first_dispatch_s"] >= 0
+
+
+def test_a_failed_check_shuts_the_started_executor_down_and_writes_nothing(tmp_path, monkeypatch):
+    import pytest
+
+    import scale_helpers
+
+    from search import executors, preflight
+    from search.engine import SearchEngine
+    from search.errors import ConfigError
+    from search.executors import LocalExecutor
+
+    monkeypatch.chdir(tmp_path)
+    shut = []
+
+    class Watched(LocalExecutor):
+        def shutdown(self):
+            shut.append(1)
+
+    monkeypatch.setattr(executors, "make_executor", lambda cfg: Watched())
+
+    def bad_data(cfg):
+        raise ConfigError("evaluator.data", "a readable data set", "none")
+
+    monkeypatch.setattr(preflight, "check_data", bad_data)
+    cfg = scale_helpers.config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", 3)
+    with pytest.raises(ConfigError):
+        SearchEngine(cfg, progress=False).run()
+    assert shut == [1]
+    assert not cfg.out_dir.exists() and not (tmp_path / "m.db").exists()
