@@ -126,6 +126,28 @@ class OneShot(_Strict):
     workers: int | None = Field(None, ge=1)  # supernet training replicas (default: workers); > 1 = Ray Train DDP
 
 
+class Stage(_Strict):
+    """One stage of a coarse-to-fine search: the dimensions it searches (shell patterns over
+    labels, or ``group:NAME`` for dimensions a space tags with a group) and its budget."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    dims: list[str] = Field(..., min_length=1)
+    trials: int = Field(..., ge=1)  # candidates scored in this stage
+    epochs: int | None = Field(None, ge=1)  # supernet epochs of this stage (default: oneshot.epochs)
+    strategy: Strategy | None = None  # default: the config's strategy
+
+
+class CoarseToFine(_Strict):
+    """Stages of one-shot search, each over its own supernet with earlier choices fixed
+    (``search/coarse_to_fine.py``); the last stage's front is the search's front."""
+
+    stages: list[Stage] = Field(..., min_length=1)
+    start_from: str | None = None  # a preset of the space for dimensions not chosen yet (default: its defaults)
+    select_by: str | None = None  # the objective a stage's choice is best on (default: the first)
+    limits: dict[str, float] = Field(default_factory=dict)  # metric -> upper bound a stage's choice must meet
+    warm_start: bool = True  # a stage's supernet starts from the previous stage's weights
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(..., min_length=1)
     space: str
@@ -153,6 +175,7 @@ class ExperimentConfig(_Strict):
     save_weights: bool = True  # each trained candidate's weights become MLflow artifacts (abacus export)
     retrain: Retrain | None = None
     oneshot: OneShot | None = None
+    coarse_to_fine: CoarseToFine | None = None
 
     @field_validator("name")
     @classmethod
@@ -361,6 +384,10 @@ def check_names(cfg: ExperimentConfig) -> None:
         from search.oneshot import check_oneshot
 
         check_oneshot(cfg, space)
+    if cfg.coarse_to_fine is not None:
+        from search.coarse_to_fine import check_coarse_to_fine
+
+        check_coarse_to_fine(cfg, space)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -329,11 +329,11 @@ class SearchEngine:
                 try:
                     self._timed("setup_s", self._setup, resume, prepared)
                     executor = executor_now()
-                    if cfg.oneshot is not None:  # train the supernet once; candidates are then scored with its weights
-                        from search.oneshot import OneShot
+                    if cfg.oneshot is not None:  # train the supernet once (or per stage); candidates are then scored with its weights
+                        from search.coarse_to_fine import make_oneshot
 
                         self._tracking_ready()
-                        self.oneshot = OneShot(self)
+                        self.oneshot = make_oneshot(self)
                         executor = self.oneshot.start(resume)
                 except BaseException:
                     _shut_down_when_started(starting)
