@@ -218,6 +218,11 @@ class StageOneShot(OneShot):
         self.warm_loaded = 0
 
     def _build(self):
+        import torch
+
+        # the supernet's initial weights come from the seed, not from whatever drew random numbers
+        # earlier in this process (an earlier stage): a stage's result depends on its own inputs only
+        torch.manual_seed(int(self.cfg.seed))
         sn = super()._build()
         if self.warm_from is not None:
             self.warm_loaded = warm_start(sn, self.warm_from)
