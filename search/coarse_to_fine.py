@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,25 +40,21 @@ STAGES_DIR = "stages"
 STAGE_FILE = "stage.json"       # a finished stage's record (what later stages and resume read)
 STAGES_FILE = "stages.json"     # every stage's record, an artifact of the search's run
 GROUP_PREFIX = "group:"
+_TAG = re.compile(r"\s*\[([A-Za-z0-9_-]+)\]")
 
 
 # -- which dimensions a stage searches --------------------------------------------------------
 
 def dimension_group(space: Any, label: str) -> str | None:
-    """The group a space gives a dimension (``path`` / ``operator`` / ``channel`` for the GAN
-    generator): the dimension's ``group`` attribute, else the space's ``groups`` mapping
-    (label -> group, or group -> labels)."""
+    """The group a space tags a dimension with (``path`` / ``operator`` / ``channel`` for the GAN
+    generator): the dimension's ``group`` attribute if it has one, else a leading ``[NAME]`` in its
+    help text (how ``gan-generator`` tags them; help travels with ``restricted`` and JSON)."""
     dim = space[label]
     group = getattr(dim, "group", None)
     if group:
         return str(group)
-    groups = getattr(space, "groups", None) or {}
-    if label in groups and isinstance(groups[label], str):
-        return groups[label]
-    for name, labels in groups.items():
-        if isinstance(labels, (list, tuple, set, frozenset)) and label in labels:
-            return str(name)
-    return None
+    m = _TAG.match(getattr(dim, "help", "") or "")
+    return m.group(1) if m else None
 
 
 def stage_labels(space: Any, patterns: Sequence[str]) -> list[str]:

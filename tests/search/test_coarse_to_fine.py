@@ -140,14 +140,20 @@ def test_warm_start_copies_the_previous_stage_weights(three_stages):
 
 
 def test_groups_resolve_from_the_space_tags():
+    """``group:NAME`` names the dimensions a space tags with NAME: for the GAN generator exactly
+    its own path / operator / channel groups."""
     from search.coarse_to_fine import stage_labels
     from spaces import get_space
+    from spaces.gan_generator import dimension_groups
 
+    for name in ("gan-generator", "gan-generator-sr"):
+        space = get_space(name)
+        for group, labels in dimension_groups(space).items():
+            assert stage_labels(space, [f"group:{group}"]) == labels and labels
+    space = get_space("gan-generator").restricted({"body.b2.keep": [True]})
+    assert "body.b2.keep" in stage_labels(space, ["group:path"])
     space = get_space("addernet-resnet")
-    space.groups = {"path": PATH, "operator": OP}  # a space tags dimensions with groups (GAN generator: path/operator/channel)
-    assert stage_labels(space, ["group:path"]) == PATH
-    assert stage_labels(space, ["group:operator", "stage*.width"]) == [x for s in (1, 2, 3) for x in (f"stage{s}.op", f"stage{s}.width")]
-    assert stage_labels(space, ["group:channel"]) == []
+    assert stage_labels(space, ["group:path"]) == [] and stage_labels(space, ["stage*.op", "stage1.width"]) == [*OP[:1], "stage1.width", *OP[1:]]
 
 
 def test_selection_respects_limits_and_direction():
