@@ -138,11 +138,17 @@ class _EpochCurves(Callback):
 
 
 def make_module(supernet: Any, *, sampling: str, epochs: int, lr: float = 0.05, optimizer: str = "sgd",
-                weight_decay: float = 5e-4, seed: int = 0, sampler_options: Mapping[str, Any] | None = None) -> SupernetModule:
+                weight_decay: float = 5e-4, seed: int = 0, sampler_options: Mapping[str, Any] | None = None,
+                task: str = "classification") -> SupernetModule:
+    """The training module for ``task``: classification (cross-entropy) or an image-to-image task
+    (pixel L1, ``evaluators.supernet_image``)."""
     from supernets.sampling import make_path_sampler
 
     sampler = make_path_sampler(sampling, supernet.choice_layers(), seed=seed, **dict(sampler_options or {}))
-    return SupernetModule(supernet, sampler, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=epochs)
+    cls = SupernetModule
+    if task != "classification":
+        from .supernet_image import ImageSupernetModule as cls
+    return cls(supernet, sampler, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=epochs)
 
 
 def save_supernet(supernet: Any, out_dir: str | Path, summary: Mapping[str, Any] | None = None) -> Path:
@@ -190,7 +196,8 @@ def train_supernet(supernet: Any, *, datamodule: Any, sampling: str = "strict-fa
     with quiet_lightning(verbose):
         pl.seed_everything(seed, workers=True, verbose=False)
         module = make_module(supernet, sampling=sampling, epochs=epochs, lr=lr, optimizer=optimizer,
-                             weight_decay=weight_decay, seed=seed, sampler_options=sampler_options)
+                             weight_decay=weight_decay, seed=seed, sampler_options=sampler_options,
+                             task=getattr(datamodule, "task", "classification"))
         curves = _EpochCurves(on_epoch)
         callbacks: list[Callback] = [*default_recipe_callbacks(supernet), curves]
         ckpt_path = None
@@ -227,7 +234,8 @@ def _distributed_loop(config: dict[str, Any]) -> None:
         dm = evaluators.get_datamodule(config["data"], **config["data_kwargs"])
         sn = build_supernet(space, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes), fixed=config["fixed"])
         module = make_module(sn, sampling=config["sampling"], epochs=config["epochs"], lr=config["lr"], optimizer=config["optimizer"],
-                             weight_decay=config["weight_decay"], seed=config["seed"], sampler_options=config["sampler_options"])
+                             weight_decay=config["weight_decay"], seed=config["seed"], sampler_options=config["sampler_options"],
+                             task=getattr(dm, "task", "classification"))
 
         class _Report(Callback):
             """Every epoch: metrics and a checkpoint (Lightning's, plus the plain supernet files)."""

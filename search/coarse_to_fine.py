@@ -120,8 +120,9 @@ def check_coarse_to_fine(cfg: Any, space: Any) -> None:
 
             if st.strategy.name not in STRATEGIES or st.strategy.name == "staged":
                 raise ConfigError(f"coarse_to_fine.stages.{i}.strategy.name", f"one of {', '.join(n for n in STRATEGIES.names() if n != 'staged')}", st.strategy.name)
-    if c2f.warm_start and (cfg.oneshot.workers or 1) > 1:
-        raise ConfigError("coarse_to_fine.warm_start", "false with oneshot.workers > 1 (warm starts load weights into a supernet trained in this process)", True)
+    if c2f.warm_start and cfg.executor != "local" and ((cfg.oneshot.workers or cfg.workers) > 1 or cfg.address):
+        raise ConfigError("oneshot.workers", "1 with coarse_to_fine.warm_start (a warm start loads the previous stage's weights "
+                          "into a supernet trained in this process; or set warm_start: false)", cfg.oneshot.workers or cfg.workers)
     cfg.budget.trials = c2f.stages[-1].trials
 
 

@@ -47,15 +47,28 @@ def check_oneshot(cfg: Any, space: Any) -> None:
         raise ConfigError("oneshot", f"a space with a supernet ({', '.join(supernets.list_supernets())})", cfg.space)
     if oc.sampling not in supernets.list_path_samplers():
         raise ConfigError("oneshot.sampling", f"one of {', '.join(supernets.list_path_samplers())}", oc.sampling)
+    known = inherited_metrics(cfg) + COST_FIELDS
     for i, o in enumerate(cfg.objectives):
-        if o.name not in INHERITED_METRICS + COST_FIELDS:
-            raise ConfigError(f"objectives.{i}.name", f"a metric known with inherited weights ({', '.join(INHERITED_METRICS + COST_FIELDS)})", o.name)
+        if o.name not in known:
+            raise ConfigError(f"objectives.{i}.name", f"a metric known with inherited weights ({', '.join(known)})", o.name)
     if cfg.scheduler.name != "none":
         raise ConfigError("scheduler.name", "'none' with oneshot (inherited scores have no epochs to stop early)", cfg.scheduler.name)
     if cfg.evaluator.function is not None:
         raise ConfigError("evaluator.function", "no custom evaluation with oneshot (candidates are scored by the supernet)", cfg.evaluator.function)
     if cfg.fixed.get("manidp.enabled"):
         raise ConfigError("fixed.manidp.enabled", "False with oneshot (the supernet has no dynamic gates)", True)
+
+
+def inherited_metrics(cfg: Any) -> tuple[str, ...]:
+    """Metrics a candidate gets with inherited weights, by the task of the config's data."""
+    import evaluators
+
+    task = evaluators.task_of_data(cfg.evaluator.data).name
+    if task == "classification":
+        return INHERITED_METRICS
+    from evaluators.supernet_image import inherited_metrics as image_metrics
+
+    return image_metrics(task)
 
 
 def _payload(out: Path) -> dict[str, Any]:
@@ -78,19 +91,30 @@ def _scorer_state(payload: dict[str, Any], data: dict[str, Any]) -> tuple[Any, l
     import torch
 
     import evaluators
-    from evaluators.supernet import fixed_batches
+    from evaluators.supernet import fixed_batches, score_inherited
     from spaces import SearchSpace
     from supernets import build_supernet
 
     meta = json.loads(payload["meta"])
     space = SearchSpace.from_dict(meta["space"])
-    sn = build_supernet(space, input_shape=tuple(meta["task"]["input_shape"]), num_classes=int(meta["task"]["num_classes"]), fixed=meta["fixed"])
+    sn = build_supernet(space, input_shape=tuple(meta["task"]["input_shape"]), num_classes=int(meta["task"].get("num_classes", 0)), fixed=meta["fixed"])
     sn.load_state_dict(torch.load(io.BytesIO(payload["weights"]), weights_only=True, map_location="cpu"))
     dm = evaluators.get_datamodule(data["data"], seed=data["seed"], batch_size=data["batch_size"], **data["data_kwargs"])
-    recal, val = fixed_batches(dm, data["recalibration_batches"], seed=data["seed"])
+    task = getattr(dm, "task", "classification")
+    if task == "classification":
+        recal, val = fixed_batches(dm, data["recalibration_batches"], seed=data["seed"])
+        score = score_inherited
+    else:  # image-to-image tasks: the task's own metrics and the model size (evaluators.supernet_image)
+        import functools
+
+        from evaluators.supernet_image import image_batches, metric_module, score_image
+
+        recal, val = image_batches(dm, data["recalibration_batches"], seed=data["seed"])
+        scorer = metric_module(task, dm, data.get("options"))
+        score = functools.partial(score_image, scorer=scorer, primary=evaluators.get_task(task).primary)
     _WORKER_CACHE.clear()
-    _WORKER_CACHE[key] = (sn, recal, val)
-    return sn, recal, val
+    _WORKER_CACHE[key] = (sn, recal, val, score)
+    return sn, recal, val, score
 
 
 def score_candidates(payload: dict[str, Any], data: dict[str, Any], items: list[tuple[int, dict[str, Any]]], threads: int = 1) -> list[TrialResult]:
@@ -99,19 +123,17 @@ def score_candidates(payload: dict[str, Any], data: dict[str, Any], items: list[
 
     import torch
 
-    from evaluators.supernet import score_inherited
-
     torch.set_num_threads(max(1, int(threads)))
     node = os.uname().nodename
     out = []
     try:
-        sn, recal, val = _scorer_state(payload, data)
+        sn, recal, val, score = _scorer_state(payload, data)
     except Exception as exc:  # the whole batch fails with the reason; the search goes on
         return [TrialResult(n, "fail", reason=f"supernet: {type(exc).__name__}: {exc}"[:500], node=node, score_source="inherited") for n, _ in items]
     for number, arch in items:
         start = time.perf_counter()
         try:
-            metrics = score_inherited(sn, arch, recal, val)
+            metrics = score(sn, arch, recal, val)
             out.append(TrialResult(number, "complete", {**metrics, "wall_time_s": time.perf_counter() - start}, node=node,
                                    worker_time_s=time.perf_counter() - start, score_source="inherited"))
         except Exception as exc:  # one broken candidate is data, not a crash
@@ -133,8 +155,10 @@ class InheritedExecutor:
         self.capacity = 2 * self.batch * self.workers
         self.on_shutdown = None  # called with this executor before it shuts down (the engine logs its speed)
         ev = cfg.evaluator
+        from search.engine import _absolute_paths
+
         self.data = {"data": ev.data, "data_kwargs": dict(ev.data_kwargs), "batch_size": ev.batch_size, "seed": cfg.seed,
-                     "recalibration_batches": int(oc.recalibration_batches)}
+                     "recalibration_batches": int(oc.recalibration_batches), "options": _absolute_paths(ev.options)}
         self.threads = max(1, int(cfg.resources.cpus_per_trial))
         payload = _payload(supernet_dir)
         self._queue: list[TrialSpec] = []

@@ -186,6 +186,7 @@ def test_selection_respects_limits_and_direction():
     ({"coarse_to_fine": {"stages": []}}, "coarse_to_fine.stages"),
     ({"coarse_to_fine": {"stages": [{**STAGES[0], "trials": 0}]}}, "coarse_to_fine.stages.0.trials"),
     ({"budget": {"time_s": 60}}, "budget.time_s"),
+    ({"executor": "ray", "workers": 2}, "oneshot.workers"),
 ])
 def test_bad_coarse_to_fine_configs_name_the_key(tmp_path, over, key):
     with pytest.raises(ConfigError, match=f"'{key}'".replace(".", r"\.")):
