@@ -78,7 +78,7 @@ def inherited_metrics(task: str) -> tuple[str, ...]:
     from .tasks import get_task
 
     t = get_task(task)
-    return tuple(m for m in t.metrics if m != "train_loss") + SIZE_METRICS
+    return tuple(m for m in t.metrics if not m.startswith("train_")) + SIZE_METRICS
 
 
 SIZE_METRICS = ("params", "size_mb", "size_mib", "file_mb")
