@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     from search.config import load_config
     from search.engine import SearchEngine
 
-    stages = [f"coarse_to_fine.stages.{i}.trials={n}" for i, n in enumerate(args.trials)]
     started = time.perf_counter()
     teacher_dir = out / "teacher"
     ev = load_config(args.config).evaluator
@@ -81,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     slim = train_baseline(out / "slim-half", "slim-half", dm, args.epochs, args.lr, 0, teacher=str(teacher_dir))
     slim_s = time.perf_counter() - t0
-    cfg = load_config(args.config, [*stages, f"oneshot.epochs={args.supernet_epochs}", f"retrain.epochs={args.epochs}",
+    cfg = load_config(args.config, [f"oneshot.epochs={args.supernet_epochs}", f"retrain.epochs={args.epochs}",
                                     f"retrain.lr={args.lr}", f"evaluator.options.teacher={teacher_dir}", f"out={out / 'search'}",
                                     f"mlflow.tracking_uri=sqlite:///{out / 'mlflow.db'}", "save_weights=false"])
+    for st, n in zip(cfg.coarse_to_fine.stages, args.trials):  # (--set cannot index a list)
+        st.trials = int(n)
+    cfg.budget.trials = int(args.trials[-1])  # the search's own loop runs the last stage
     t0 = time.perf_counter()
     summary = SearchEngine(cfg, progress="none").run(overwrite=True)
     search_s = time.perf_counter() - t0
