@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                        "chosen": rec.get("chosen"), "front": front})
     result = {"command": "PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gan_c2f_evidence.py " + " ".join(argv or []),
               "loadavg": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None,
-              "cpus": os.cpu_count(), "fid_extractor": summary.get("problem"), "models": rows, "stages": fronts,
+              "cpus": os.cpu_count(), "fid_extractor": _parent_tag(summary, "abacus.metric.fid.extractor"), "problem": summary.get("problem"), "models": rows, "stages": fronts,
               "times_s": {"teacher": round(teacher_s, 1), "hand_slimmed": round(slim_s, 1), "search_with_retrain": round(search_s, 1),
                           "total": round(time.perf_counter() - started, 1)},
               "search": {"parent_run_id": summary["parent_run_id"], "tracking_uri": summary["tracking_uri"], "hypervolume": summary["hypervolume"]}}
@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _parent_tag(summary: dict[str, Any], key: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(summary["tracking_uri"]).get_run(summary["parent_run_id"]).data.tags.get(key)
 
 
 def _run_metrics(summary: dict[str, Any], run_id: str) -> dict[str, float]:
