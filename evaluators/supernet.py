@@ -139,16 +139,18 @@ class _EpochCurves(Callback):
 
 def make_module(supernet: Any, *, sampling: str, epochs: int, lr: float = 0.05, optimizer: str = "sgd",
                 weight_decay: float = 5e-4, seed: int = 0, sampler_options: Mapping[str, Any] | None = None,
-                task: str = "classification") -> SupernetModule:
-    """The training module for ``task``: classification (cross-entropy) or an image-to-image task
-    (pixel L1, ``evaluators.supernet_image``)."""
+                task: str = "classification", datamodule: Any = None) -> SupernetModule:
+    """The training module for ``task``: classification (cross-entropy), translation (the GAN
+    losses, ``evaluators.gan.GANSupernetModule``) or another image-to-image task (pixel L1,
+    ``evaluators.supernet_image``)."""
     from supernets.sampling import make_path_sampler
 
     sampler = make_path_sampler(sampling, supernet.choice_layers(), seed=seed, **dict(sampler_options or {}))
-    cls = SupernetModule
-    if task != "classification":
-        from .supernet_image import ImageSupernetModule as cls
-    return cls(supernet, sampler, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=epochs)
+    if task == "classification":
+        return SupernetModule(supernet, sampler, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=epochs)
+    from .supernet_image import image_supernet_module
+
+    return image_supernet_module(task, supernet, sampler, datamodule, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=epochs)
 
 
 def save_supernet(supernet: Any, out_dir: str | Path, summary: Mapping[str, Any] | None = None) -> Path:
@@ -197,7 +199,7 @@ def train_supernet(supernet: Any, *, datamodule: Any, sampling: str = "strict-fa
         pl.seed_everything(seed, workers=True, verbose=False)
         module = make_module(supernet, sampling=sampling, epochs=epochs, lr=lr, optimizer=optimizer,
                              weight_decay=weight_decay, seed=seed, sampler_options=sampler_options,
-                             task=getattr(datamodule, "task", "classification"))
+                             task=getattr(datamodule, "task", "classification"), datamodule=datamodule)
         curves = _EpochCurves(on_epoch)
         callbacks: list[Callback] = [*default_recipe_callbacks(supernet), curves]
         ckpt_path = None
@@ -235,7 +237,7 @@ def _distributed_loop(config: dict[str, Any]) -> None:
         sn = build_supernet(space, input_shape=tuple(dm.input_shape), num_classes=int(dm.num_classes), fixed=config["fixed"])
         module = make_module(sn, sampling=config["sampling"], epochs=config["epochs"], lr=config["lr"], optimizer=config["optimizer"],
                              weight_decay=config["weight_decay"], seed=config["seed"], sampler_options=config["sampler_options"],
-                             task=getattr(dm, "task", "classification"))
+                             task=getattr(dm, "task", "classification"), datamodule=dm)
 
         class _Report(Callback):
             """Every epoch: metrics and a checkpoint (Lightning's, plus the plain supernet files)."""

@@ -1,12 +1,12 @@
 """One-shot mode for image-to-image tasks (super-resolution, paired translation): supernet
 training and inherited-weight scoring of generators.
 
-Training (:class:`ImageSupernetModule`): the paths a sampler draws for a step all see the same
-batch; each path's loss is the pixel L1 to the target image (the reconstruction objective of the
-generator-compression searches, AGD-style; the adversarial term is left to the retrain of the
-front, where the task's own Lightning module trains it) [inferred: the coarse-to-fine paper's
-supernet loss is not published]. Losses are summed, back-propagated once, one optimizer step
-(strict fairness as in ``evaluators.supernet``).
+Training (:func:`image_supernet_module`): the paths a sampler draws for a step all see the same
+batch. Translation trains with the GAN losses (``evaluators.gan.GANSupernetModule``: one
+discriminator step on the paths' images, one generator step on the sum of the paths' pix2pix
+losses); super-resolution with the pixel L1 to the target (:class:`ImageSupernetModule`, the SR
+evaluator's loss). Losses are summed, back-propagated once, one optimizer step (strict fairness
+as in ``evaluators.supernet``) [inferred: the coarse-to-fine paper's supernet loss is not published].
 
 Scoring (:func:`score_image`): the path's output on fixed validation batches, measured with the
 task's own metrics: PSNR / SSIM through :class:`~evaluators.image2image.SuperResolutionModule`'s
@@ -55,6 +55,19 @@ class ImageSupernetModule(SupernetModule):
             losses.append(loss)
             self.log(f"val_loss_{name}", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self.log("val_loss", torch.stack(losses).mean(), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+
+
+def image_supernet_module(task: str, supernet: Any, sampler: Any, datamodule: Any, **hp: Any) -> Any:
+    """Supernet training for an image task: ``translation`` trains with the GAN losses
+    (:class:`evaluators.gan.GANSupernetModule`, against the discriminator the task's own module
+    builds for this data); others with the pixel L1 (:class:`ImageSupernetModule`)."""
+    if task == "translation":
+        from .gan import GANSupernetModule
+        from .tasks import get_task
+
+        disc = get_task(task).make_module(supernet, datamodule).discriminator
+        return GANSupernetModule(supernet, disc, sampler, **hp)
+    return ImageSupernetModule(supernet, sampler, **hp)
 
 
 def metric_module(task: str, datamodule: Any, options: Mapping[str, Any] | None = None) -> Any:

@@ -74,3 +74,19 @@ def test_translation_scoring_reports_fid_and_kid():
     recal, val = image_batches(dm, 1)
     got = score_image(sn, {"body.b2.keep": False}, recal, val, metric_module("translation", dm, {"teacher": "ignored"}), "val_fid")
     assert {"val_fid", "best_val_fid", "val_kid", "val_loss", "size_mb"} <= set(got) and got["val_fid"] >= 0
+
+
+def test_translation_supernet_trains_with_the_gan_losses():
+    """One-shot mode picks the GAN supernet module (generator + the task's PatchGAN) for translation data."""
+    from evaluators.gan import GANSupernetModule, PatchDiscriminator
+    from evaluators.supernet import make_module
+
+    dm = evaluators.get_datamodule("skimage-edges", images=("astronaut.png", "camera.png", "coffee.png", "chelsea.png"),
+                                   crop_size=16, pairs_per_epoch=4, val_crops_per_image=2, batch_size=4, max_side=48)
+    dm.setup("fit")
+    space = get_space("gan-generator")
+    sn = build_supernet(space, input_shape=(3, 16, 16), num_classes=0,
+                        fixed={k: v for k, v in space.preset("slim-half").items() if k != "body.b2.keep"})
+    m = make_module(sn, sampling="strict-fair", epochs=1, lr=1e-3, optimizer="adam", task="translation", datamodule=dm)
+    assert isinstance(m, GANSupernetModule) and isinstance(m.discriminator, PatchDiscriminator) and m.model is sn
+    assert type(make_module(_sr_supernet(), sampling="uniform", epochs=1, task="superres")) is ImageSupernetModule
