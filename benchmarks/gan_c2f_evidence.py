@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--trials", type=int, nargs=3, default=(12, 16, 16), metavar=("PATH", "OPERATOR", "CHANNEL"))
     ap.add_argument("--supernet-epochs", type=int, default=2)
+    ap.add_argument("--executor", default="local", choices=("local", "ray"), help="local: no Ray (a loaded 2-core machine)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     slim_s = time.perf_counter() - t0
     cfg = load_config(args.config, [f"oneshot.epochs={args.supernet_epochs}", f"retrain.epochs={args.epochs}",
                                     f"retrain.lr={args.lr}", f"evaluator.options.teacher={teacher_dir}", f"out={out / 'search'}",
-                                    f"mlflow.tracking_uri=sqlite:///{out / 'mlflow.db'}", "save_weights=false"])
+                                    f"mlflow.tracking_uri=sqlite:///{out / 'mlflow.db'}", "save_weights=false",
+                                    f"executor={args.executor}", f"workers={1 if args.executor == 'local' else 2}"])
     for st, n in zip(cfg.coarse_to_fine.stages, args.trials):  # (--set cannot index a list)
         st.trials = int(n)
     cfg.budget.trials = int(args.trials[-1])  # the search's own loop runs the last stage
