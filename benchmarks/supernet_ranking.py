@@ -4,9 +4,16 @@ For ``--archs`` architectures sampled across ``addernet-resnet`` (optionally res
 ``--ops``), each is trained stand-alone for ``--epochs`` epochs (``evaluators.evaluate``, the
 same training a search trial gets) and scored with inherited weights from a supernet trained for
 the same number of epochs with each sampler (uniform, strict-fair, sandwich), after batch-norm
-recalibration on ``--recal`` training batches. Prints one line per sampler and writes JSON.
+recalibration on ``--recal`` training batches (only the statistics modules of the path in
+training mode). Prints one line per sampler and writes JSON.
 
-    python benchmarks/supernet_ranking.py --archs 20 --epochs 6 --out /tmp/issue-11/ranking.json
+The stand-alone accuracies (the ground truth, the expensive part) are kept in
+``--standalone-cache`` and reused by later runs with the same architectures and epochs, so
+supernet settings (``--supernet-epochs``, ``--recal``, ``--lr``, samplers) can be compared
+against one ground truth.
+
+    python benchmarks/supernet_ranking.py --archs 24 --epochs 4 --out /tmp/issue-11/ranking.json \
+        --standalone-cache /tmp/issue-11/standalone.json
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ def _standalone(args: tuple) -> dict:
 
 
 def _supernet(args: tuple) -> dict:
-    sampling, archs, ops, epochs, recal_n, seed = args
+    sampling, archs, ops, epochs, recal_n, seed, lr = args
     import torch
 
     import evaluators
@@ -70,7 +77,7 @@ def _supernet(args: tuple) -> dict:
     space = _space(ops)
     dm = evaluators.get_datamodule("digits", batch_size=64)
     sn = supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed={"manidp.enabled": False})
-    train = train_supernet(sn, datamodule=dm, sampling=sampling, epochs=epochs, seed=seed)
+    train = train_supernet(sn, datamodule=dm, sampling=sampling, epochs=epochs, seed=seed, lr=lr)
     recal, val = fixed_batches(dm, recal_n, seed=seed)
     t = time.perf_counter()
     scores = [score_inherited(sn, a, recal, val)["val_accuracy"] for a in archs]
@@ -82,6 +89,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--supernet-epochs", type=int, default=0, help="supernet epochs (default: --epochs, the stand-alone epochs)")
+    ap.add_argument("--lr", type=float, default=0.05, help="supernet learning rate (stand-alone: evaluate's default 0.05)")
+    ap.add_argument("--standalone-cache", default="", help="JSON of stand-alone results, reused when archs and epochs match")
     ap.add_argument("--recal", type=int, default=8, help="batch-norm recalibration batches per sub-network")
     ap.add_argument("--ops", default="", help="comma-separated op families (default: all of the space)")
     ap.add_argument("--samplers", default="uniform,strict-fair,sandwich")
@@ -95,11 +105,22 @@ def main() -> None:
     archs = _archs(_space(ops), args.archs, args.seed)
     start = time.perf_counter()
     load0 = os.getloadavg()
-    jobs_sn = [(s, archs, ops, args.epochs, args.recal, args.seed) for s in args.samplers.split(",")]
-    jobs_sa = [(a, ops, args.epochs, args.seed + 1) for a in archs]
+    sn_epochs = args.supernet_epochs or args.epochs
+    jobs_sn = [(s, archs, ops, sn_epochs, args.recal, args.seed, args.lr) for s in args.samplers.split(",") if s]
+    cache = Path(args.standalone_cache) if args.standalone_cache else None
+    standalone = None
+    if cache is not None and cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("archs") == archs and saved.get("epochs") == args.epochs:
+            standalone = saved["standalone"]
+    jobs_sa = [(a, ops, args.epochs, args.seed + 1) for a in archs] if standalone is None else []
     with ProcessPoolExecutor(args.procs) as pool:
         fut_sn = [pool.submit(_supernet, j) for j in jobs_sn]
-        standalone = list(pool.map(_standalone, jobs_sa))
+        if standalone is None:
+            standalone = list(pool.map(_standalone, jobs_sa))
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps({"archs": archs, "epochs": args.epochs, "standalone": standalone}, indent=2))
         sn_results = [f.result() for f in fut_sn]
     truth = [r["val_accuracy"] for r in standalone]
     rows = []
@@ -110,7 +131,7 @@ def main() -> None:
         print(f"{r['sampling']:12s} kendall_tau={tau:+.3f} spearman={rho:+.3f} supernet_train={r['train_wall_s']:.0f}s "
               f"scoring={r['score_wall_s']:.1f}s mean_inherited_acc={sum(r['inherited']) / len(archs):.3f}")
     print(f"stand-alone: mean acc {sum(truth) / len(truth):.3f} (min {min(truth):.3f}, max {max(truth):.3f}); "
-          f"{len(archs)} archs, {args.epochs} epochs; total {time.perf_counter() - start:.0f}s; "
+          f"{len(archs)} archs, {args.epochs} stand-alone / {sn_epochs} supernet epochs, recal {args.recal}x64; total {time.perf_counter() - start:.0f}s; "
           f"loadavg start {load0[0]:.2f} end {os.getloadavg()[0]:.2f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

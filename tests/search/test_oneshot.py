@@ -70,6 +70,12 @@ def test_oneshot_search_end_to_end(tmp_path, ray_session):
     assert infeasible and all("score_source" not in r.data.tags for r in infeasible)  # rejected before scoring
     assert all(r.data.tags["score_source"] == "trained" for r in by_role["retrain"])
     assert all(0.0 <= r.data.metrics["val_accuracy"] <= 1.0 for r in scored)
+    # inherited candidates report their size as trained ones do (the path's built network)
+    assert all(r.data.metrics["params"] > 0 and r.data.metrics["macs"] >= 0 for r in scored)
+    retrained = {r.data.tags["arch_id"]: r for r in by_role["retrain"]}
+    twins = [(r, retrained[r.data.tags["arch_id"]]) for r in scored if r.data.tags["arch_id"] in retrained]
+    assert twins and all(a.data.metrics["params"] == b.data.metrics["params"] and a.data.metrics["macs"] == b.data.metrics["macs"]
+                         for a, b in twins)
     # the search's candidates are paths of the supernet: recipes fixed at its values
     assert all(r.data.params["recipe.adder_eta"] == "0.2" for r in scored)
 
@@ -89,7 +95,6 @@ def test_resumed_oneshot_reuses_the_trained_supernet(tmp_path, ray_session):
 
 @pytest.mark.parametrize("override,key", [
     ("oneshot.sampling=fairest", "oneshot.sampling"),
-    ("objectives=[{name: params, direction: minimize}]", "objectives.0.name"),
     ("scheduler.name=mo-asha", "scheduler.name"),
     ("fixed={manidp.enabled: true}", "fixed.manidp.enabled"),
 ])
