@@ -331,16 +331,22 @@ def score_inherited(supernet: Any, arch: Mapping[str, Any], recal_batches: Seque
 
 
 def fixed_batches(datamodule: Any, recalibration_batches: int, seed: int = 0) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
-    """The same recalibration inputs (a seeded shuffle of the training set) and validation batches
-    for every candidate, so inherited scores are comparable and reproducible."""
+    """The same recalibration inputs (``recalibration_batches`` batches of a seeded shuffle of the
+    training set, concatenated into chunks of up to ``VAL_CHUNK`` images) and validation batches
+    (the whole validation split) for every candidate, so inherited scores are comparable and
+    reproducible."""
     datamodule.setup("fit")
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, shuffle=True, generator=g)
-    recal: list[torch.Tensor] = []
+    drawn: list[torch.Tensor] = []
     for x, _ in loader:
-        if len(recal) >= recalibration_batches:
+        if len(drawn) >= recalibration_batches:
             break
-        recal.append(x)
+        drawn.append(x)
+    # the drawn batches go through in chunks of up to VAL_CHUNK images: batch-norm statistics of
+    # the whole recalibration set rather than an average over small batches, in fewer forwards
+    per_chunk = max(1, VAL_CHUNK // max(1, int(datamodule.batch_size)))
+    recal = [torch.cat(drawn[i:i + per_chunk]) for i in range(0, len(drawn), per_chunk)]
     pairs = [(x, y) for x, y in datamodule.val_dataloader()]
     if not pairs:
         return recal, []

@@ -180,7 +180,7 @@ class InheritedExecutor:
         payload = supernet_payload(supernet_dir)
         self._queue: list[Any] = []
         self._ready: list[TrialResult] = []
-        self._running: dict[Any, tuple[int, list[int]]] = {}  # ref -> (actor index, trial numbers)
+        self._running: dict[Any, tuple[int, Any, list[int]]] = {}  # ref -> (actor index, actor, trial numbers)
         self._local = bool(local)
         self._owns_ray = False
         self._retrain = None
@@ -200,10 +200,14 @@ class InheritedExecutor:
             else:
                 ray.init(num_cpus=max(1, int(round(self.workers * cpus_per_worker))), num_gpus=0, **kw)
             self._owns_ray = True
-        ref = ray.put(payload)
-        actor = ray.remote(SupernetScorer).options(num_cpus=cpus_per_worker, max_restarts=int(max_retries), max_task_retries=int(max_retries))
-        self._actors = [actor.remote(ref, self.data, self.threads) for _ in range(self.workers)]
+        self._payload_ref = ray.put(payload)  # kept alive: a replaced actor is built from it
+        self._actor_cls = ray.remote(SupernetScorer).options(num_cpus=cpus_per_worker)
+        self._restarts_left = int(max_retries) * self.workers  # actors replaced after a crash (Ray's own restart warns on object-store arguments)
+        self._actors = [self._new_actor() for _ in range(self.workers)]
         self._load = [0] * self.workers
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self._payload_ref, self.data, self.threads)
 
     @classmethod
     def from_config(cls, cfg: Any, supernet_dir: Path) -> "InheritedExecutor":
@@ -217,7 +221,7 @@ class InheritedExecutor:
 
     @property
     def in_flight(self) -> int:
-        return len(self._queue) + sum(len(n) for _, n in self._running.values()) + len(self._ready)
+        return len(self._queue) + sum(len(n) for _, _, n in self._running.values()) + len(self._ready)
 
     def submit(self, spec: Any) -> None:
         if self.first_submit is None:
@@ -244,7 +248,7 @@ class InheritedExecutor:
             self._queue = rest
             ref = self._actors[i].score.remote(items)
             self._load[i] += 1
-            self._running[ref] = (i, [n for n, _ in items])
+            self._running[ref] = (i, self._actors[i], [n for n, _ in items])
 
     def wait_one(self) -> TrialResult:
         while not self._ready:
@@ -253,13 +257,17 @@ class InheritedExecutor:
                 continue
             ready, _ = self._ray.wait(list(self._running), num_returns=1)
             ref = ready[0]
-            i, numbers = self._running.pop(ref)
+            i, actor, numbers = self._running.pop(ref)
             self._load[i] -= 1
             try:
                 self._ready.extend(self._ray.get(ref))
-            except Exception as exc:  # the actor died (worker lost, restarts exhausted)
+            except Exception as exc:  # the actor died (worker lost): its batch fails, a new actor takes its place
                 reason = f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 self._ready.extend(TrialResult(n, "fail", reason=reason, score_source="inherited") for n in numbers)
+                if isinstance(exc, self._ray.exceptions.RayActorError) and self._restarts_left > 0 and self._actors[i] is actor:
+                    self._restarts_left -= 1
+                    self._ray.kill(self._actors[i])
+                    self._actors[i] = self._new_actor()
             self._launch()  # keep the actors busy while the engine tells these results
         self.scored += 1
         self.last_result = time.perf_counter()

@@ -123,3 +123,50 @@ def test_ddp_replicas_end_with_identical_weights(tmp_path, ray_session):
     for name, p in sn.named_parameters():
         assert torch.equal(p, r0[name])
     assert res["history"] and res["history"][-1]["epoch"] == 0
+
+
+def _saved_supernet(tmp_path):
+    import supernets
+    from evaluators.supernet import save_supernet
+    from spaces import get_space
+
+    space = get_space("addernet-resnet").restricted(TINY["restrict"])
+    torch.manual_seed(0)
+    sn = supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed=TINY["fixed"])
+    save_supernet(sn, tmp_path / "sn")
+    archs = [{f"stage{s}.op": op, f"stage{s}.width": w, f"stage{s}.blocks": 1} for op, w in
+             [("conv", 0.25), ("binary", 0.5), ("conv", 0.5), ("binary", 0.25)] for s in (1, 2, 3)]
+    archs = [{k: v for a in archs[i:i + 3] for k, v in a.items()} for i in range(0, len(archs), 3)]
+    return tmp_path / "sn", archs
+
+
+DATA = {"data": "digits", "data_kwargs": {}, "batch_size": 64, "seed": 0, "recalibration_batches": 2}
+
+
+def test_scorer_actors_give_the_in_process_scores_and_survive_a_lost_actor(tmp_path, ray_session):
+    """Actors hold the supernet between batches and score exactly as in this process; a killed
+    actor fails only its own batches ('worker lost') and a new actor scores the rest."""
+    from types import SimpleNamespace
+
+    from search.oneshot import InheritedExecutor, SupernetScorer, supernet_payload
+
+    d, archs = _saved_supernet(tmp_path)
+    local = SupernetScorer(supernet_payload(d), DATA).score(list(enumerate(archs)))
+    ex = InheritedExecutor(d, DATA, workers=1, candidates_per_task=2, max_retries=1)
+    try:
+        for i, a in enumerate(archs):
+            ex.submit(SimpleNamespace(number=i, arch=a))
+        got = sorted((ex.wait_one() for _ in archs), key=lambda r: r.number)
+        assert [r.metrics["val_accuracy"] for r in got] == [r.metrics["val_accuracy"] for r in local]
+        assert all(r.score_source == "inherited" and r.metrics["params"] > 0 for r in got)
+        ray_session.kill(ex._actors[0])
+        for i, a in enumerate(archs[:2]):
+            ex.submit(SimpleNamespace(number=10 + i, arch=a))
+        lost = [ex.wait_one() for _ in range(2)]
+        assert all(r.state == "fail" and "worker lost" in r.reason for r in lost)
+        for i, a in enumerate(archs[2:]):
+            ex.submit(SimpleNamespace(number=20 + i, arch=a))
+        later = sorted((ex.wait_one() for _ in archs[2:]), key=lambda r: r.number)
+        assert [r.metrics.get("val_accuracy") for r in later] == [r.metrics["val_accuracy"] for r in local[2:]]
+    finally:
+        ex.shutdown()
