@@ -29,11 +29,24 @@ from pathlib import Path
 ARCH_PREFIX = "stage"
 
 
-def _space(ops: list[str] | None):
+def _space(narrow: dict | None):
+    """``addernet-resnet`` restricted to ``narrow`` (label -> allowed values), e.g. the op families."""
     from spaces import get_space
 
     space = get_space("addernet-resnet")
-    return space.restricted({f"stage{s}.op": ops for s in (1, 2, 3)}) if ops else space
+    return space.restricted(narrow) if narrow else space
+
+
+def _narrow(ops: list[str], widths: list[float], max_blocks: int) -> dict:
+    out: dict = {}
+    for s in (1, 2, 3):
+        if ops:
+            out[f"stage{s}.op"] = ops
+        if widths:
+            out[f"stage{s}.width"] = widths
+        if max_blocks:
+            out[f"stage{s}.blocks"] = [1, max_blocks]
+    return out
 
 
 def _archs(space, n: int, seed: int) -> list[dict]:
@@ -78,11 +91,14 @@ def _supernet(args: tuple) -> dict:
     dm = evaluators.get_datamodule("digits", batch_size=64)
     sn = supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed={"manidp.enabled": False})
     train = train_supernet(sn, datamodule=dm, sampling=sampling, epochs=epochs, seed=seed, lr=lr)
-    recal, val = fixed_batches(dm, recal_n, seed=seed)
-    t = time.perf_counter()
-    scores = [score_inherited(sn, a, recal, val)["val_accuracy"] for a in archs]
-    return {"sampling": sampling, "inherited": scores, "train_wall_s": train["wall_time_s"],
-            "score_wall_s": time.perf_counter() - t, "steps": train["steps"]}
+    out = []
+    for n in recal_n:  # the same trained supernet scored with each recalibration size
+        recal, val = fixed_batches(dm, n, seed=seed)
+        t = time.perf_counter()
+        scores = [score_inherited(sn, a, recal, val)["val_accuracy"] for a in archs]
+        out.append({"sampling": sampling, "recal": n, "inherited": scores, "train_wall_s": train["wall_time_s"],
+                    "score_wall_s": time.perf_counter() - t, "steps": train["steps"]})
+    return out
 
 
 def main() -> None:
@@ -92,8 +108,10 @@ def main() -> None:
     ap.add_argument("--supernet-epochs", type=int, default=0, help="supernet epochs (default: --epochs, the stand-alone epochs)")
     ap.add_argument("--lr", type=float, default=0.05, help="supernet learning rate (stand-alone: evaluate's default 0.05)")
     ap.add_argument("--standalone-cache", default="", help="JSON of stand-alone results, reused when archs and epochs match")
-    ap.add_argument("--recal", type=int, default=8, help="batch-norm recalibration batches per sub-network")
+    ap.add_argument("--recal", default="2,10", help="batch-norm recalibration batches of 64 per sub-network (comma list: each is scored)")
     ap.add_argument("--ops", default="", help="comma-separated op families (default: all of the space)")
+    ap.add_argument("--widths", default="", help="comma-separated width multipliers (default: all of the space)")
+    ap.add_argument("--max-blocks", type=int, default=0, help="blocks per stage 1..N (default: all of the space)")
     ap.add_argument("--samplers", default="uniform,strict-fair,sandwich")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -101,12 +119,13 @@ def main() -> None:
     args = ap.parse_args()
     from scipy.stats import kendalltau, spearmanr
 
-    ops = [o for o in args.ops.split(",") if o] or None
+    ops = _narrow([o for o in args.ops.split(",") if o], [float(w) for w in args.widths.split(",") if w], args.max_blocks) or None
     archs = _archs(_space(ops), args.archs, args.seed)
     start = time.perf_counter()
     load0 = os.getloadavg()
     sn_epochs = args.supernet_epochs or args.epochs
-    jobs_sn = [(s, archs, ops, sn_epochs, args.recal, args.seed, args.lr) for s in args.samplers.split(",") if s]
+    recal = [int(r) for r in str(args.recal).split(",") if r]
+    jobs_sn = [(s, archs, ops, sn_epochs, recal, args.seed, args.lr) for s in args.samplers.split(",") if s]
     cache = Path(args.standalone_cache) if args.standalone_cache else None
     standalone = None
     if cache is not None and cache.is_file():
@@ -121,17 +140,17 @@ def main() -> None:
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps({"archs": archs, "epochs": args.epochs, "standalone": standalone}, indent=2))
-        sn_results = [f.result() for f in fut_sn]
+        sn_results = [row for f in fut_sn for row in f.result()]
     truth = [r["val_accuracy"] for r in standalone]
     rows = []
     for r in sn_results:
         tau = kendalltau(r["inherited"], truth).statistic
         rho = spearmanr(r["inherited"], truth).statistic
         rows.append({**r, "kendall_tau": float(tau), "spearman_rho": float(rho)})
-        print(f"{r['sampling']:12s} kendall_tau={tau:+.3f} spearman={rho:+.3f} supernet_train={r['train_wall_s']:.0f}s "
+        print(f"{r['sampling']:12s} recal={r['recal']:<3d} kendall_tau={tau:+.3f} spearman={rho:+.3f} supernet_train={r['train_wall_s']:.0f}s "
               f"scoring={r['score_wall_s']:.1f}s mean_inherited_acc={sum(r['inherited']) / len(archs):.3f}")
     print(f"stand-alone: mean acc {sum(truth) / len(truth):.3f} (min {min(truth):.3f}, max {max(truth):.3f}); "
-          f"{len(archs)} archs, {args.epochs} stand-alone / {sn_epochs} supernet epochs, recal {args.recal}x64; total {time.perf_counter() - start:.0f}s; "
+          f"{len(archs)} archs, {args.epochs} stand-alone / {sn_epochs} supernet epochs; total {time.perf_counter() - start:.0f}s; "
           f"loadavg start {load0[0]:.2f} end {os.getloadavg()[0]:.2f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

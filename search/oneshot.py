@@ -11,10 +11,16 @@ The engine stays the same loop (ask -> cost -> constraints -> executor -> tell -
    supernet is reused as it is;
 2. the executor becomes :class:`InheritedExecutor`: candidates (already costed, constraint
    violators already rejected by the engine) are scored in batches of ``candidates_per_task``
-   per Ray task, each task holding the supernet once per worker process; a candidate's score is
-   its path's accuracy after batch-norm recalibration. Child runs carry ``score_source:
-   inherited``; the ``retrain`` block trains the front from scratch on the ordinary executor
-   (``score_source: trained``).
+   on long-lived Ray actors (:class:`SupernetScorer`, one per worker), each holding the
+   supernet and its recalibration / validation tensors for the whole search; a candidate's
+   score is its path's accuracy after batch-norm recalibration, with the ``params``/``macs`` of
+   its stand-alone network. Child runs carry ``score_source: inherited``; the ``retrain`` block
+   trains the front from scratch on the ordinary executor (``score_source: trained``).
+
+Reusable pieces (for other search modes built on one-shot scoring): :class:`OneShot` ``.start``
+(train or reuse the supernet, its MLflow run), :func:`supernet_payload` + :class:`SupernetScorer`
+(score any saved supernet of any registered space on any classification data module), and
+:class:`InheritedExecutor` (the batched actor pool, constructible from plain options).
 
 Dimensions the supernet does not switch (training recipes) are fixed for the search at the
 supernet's values, so every candidate is exactly a path of the trained supernet.
