@@ -180,12 +180,16 @@ def _path_scope(model: nn.Module) -> list[nn.Module]:
     """Every module of the active path of a supernet (``path_modules``), else of ``model``."""
     if not isinstance(model, Supernet):
         return list(model.modules())
+    cached = model.__dict__.get("_scope_cache")
+    if cached is not None and cached[0] is model.active_arch:  # set_active makes a new dict: same dict, same path
+        return cached[1]
     seen: dict[int, nn.Module] = {id(model): model}
-    tops = model.path_modules()
-    for top in tops:
+    for top in model.path_modules():
         for m in top.modules():
             seen.setdefault(id(m), m)
-    return list(seen.values())
+    scope = list(seen.values())
+    model.__dict__["_scope_cache"] = (model.active_arch, scope)
+    return scope
 
 
 @torch.no_grad()
