@@ -78,7 +78,7 @@ def _standalone(args: tuple) -> dict:
 
 
 def _supernet(args: tuple) -> dict:
-    sampling, archs, ops, epochs, recal_n, seed, lr = args
+    sampling, archs, ops, epochs, recal_n, seed, lr, ablate = args
     import torch
 
     import evaluators
@@ -92,13 +92,44 @@ def _supernet(args: tuple) -> dict:
     sn = supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed={"manidp.enabled": False})
     train = train_supernet(sn, datamodule=dm, sampling=sampling, epochs=epochs, seed=seed, lr=lr)
     out = []
-    for n in recal_n:  # the same trained supernet scored with each recalibration size
+    for n in recal_n:  # the same trained supernet scored with each recalibration size (and, with ablate, each mode)
         recal, val = fixed_batches(dm, n, seed=seed)
-        t = time.perf_counter()
-        scores = [score_inherited(sn, a, recal, val)["val_accuracy"] for a in archs]
-        out.append({"sampling": sampling, "recal": n, "inherited": scores, "train_wall_s": train["wall_time_s"],
-                    "score_wall_s": time.perf_counter() - t, "steps": train["steps"]})
+        per_batch = [b for chunk in recal for b in chunk.split(64)]
+        variants = {"": lambda a: score_inherited(sn, a, recal, val)}
+        if ablate:
+            variants["per-batch"] = lambda a: score_inherited(sn, a, per_batch, val)
+            variants["all-train"] = lambda a: _score_all_train(sn, a, per_batch, val)
+        for mode, fn in variants.items():
+            t = time.perf_counter()
+            scores = [fn(a)["val_accuracy"] for a in archs]
+            out.append({"sampling": sampling, "recal": n, "mode": mode or "path", "inherited": scores, "train_wall_s": train["wall_time_s"],
+                        "score_wall_s": time.perf_counter() - t, "steps": train["steps"]})
     return out
+
+
+def _score_all_train(sn, arch, batches, val) -> dict:
+    """Ablation: the earlier recalibration (every module of the supernet in training mode, one
+    forward per batch of 64), then the same evaluation."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        sn.set_active(arch)
+        bns = [m for m in sn.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        for name, buf in sn.named_buffers():
+            if name.endswith("act_absmax"):
+                buf.zero_()
+        sn.train()
+        for x in batches:
+            sn(x)
+        for m in bns:
+            m.momentum = 0.1
+        sn.eval()
+        correct = sum(int((sn(x).argmax(1) == y).sum()) for x, y in val)
+    return {"val_accuracy": correct / sum(len(y) for _, y in val)}
 
 
 def main() -> None:
@@ -113,6 +144,7 @@ def main() -> None:
     ap.add_argument("--widths", default="", help="comma-separated width multipliers (default: all of the space)")
     ap.add_argument("--max-blocks", type=int, default=0, help="blocks per stage 1..N (default: all of the space)")
     ap.add_argument("--samplers", default="uniform,strict-fair,sandwich")
+    ap.add_argument("--ablate-recal", action="store_true", help="also score with per-batch and all-modules-in-training-mode recalibration")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
@@ -125,7 +157,7 @@ def main() -> None:
     load0 = os.getloadavg()
     sn_epochs = args.supernet_epochs or args.epochs
     recal = [int(r) for r in str(args.recal).split(",") if r]
-    jobs_sn = [(s, archs, ops, sn_epochs, recal, args.seed, args.lr) for s in args.samplers.split(",") if s]
+    jobs_sn = [(s, archs, ops, sn_epochs, recal, args.seed, args.lr, args.ablate_recal) for s in args.samplers.split(",") if s]
     cache = Path(args.standalone_cache) if args.standalone_cache else None
     standalone = None
     if cache is not None and cache.is_file():
@@ -147,7 +179,7 @@ def main() -> None:
         tau = kendalltau(r["inherited"], truth).statistic
         rho = spearmanr(r["inherited"], truth).statistic
         rows.append({**r, "kendall_tau": float(tau), "spearman_rho": float(rho)})
-        print(f"{r['sampling']:12s} recal={r['recal']:<3d} kendall_tau={tau:+.3f} spearman={rho:+.3f} supernet_train={r['train_wall_s']:.0f}s "
+        print(f"{r['sampling']:12s} recal={r['recal']:<3d} {r['mode']:9s} kendall_tau={tau:+.3f} spearman={rho:+.3f} supernet_train={r['train_wall_s']:.0f}s "
               f"scoring={r['score_wall_s']:.1f}s mean_inherited_acc={sum(r['inherited']) / len(archs):.3f}")
     print(f"stand-alone: mean acc {sum(truth) / len(truth):.3f} (min {min(truth):.3f}, max {max(truth):.3f}); "
           f"{len(archs)} archs, {args.epochs} stand-alone / {sn_epochs} supernet epochs; total {time.perf_counter() - start:.0f}s; "
