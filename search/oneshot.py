@@ -96,13 +96,14 @@ class SupernetScorer:
         self.supernet.eval()
         dm = evaluators.get_datamodule(data["data"], seed=data["seed"], batch_size=data["batch_size"], **data["data_kwargs"])
         self.recal, self.val = fixed_batches(dm, data["recalibration_batches"], seed=data["seed"])
+        self.node = _node()
 
     def score(self, items: list[tuple[int, dict[str, Any]]]) -> list[TrialResult]:
         """Inherited-weight results of ``items`` = [(trial number, arch)], in order; a candidate
         that raises is a failed result with its reason (the batch goes on)."""
         from evaluators.supernet import score_inherited
 
-        node = _node()
+        node = self.node
         out = []
         for number, arch in items:
             start = time.perf_counter()
