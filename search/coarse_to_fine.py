@@ -216,11 +216,7 @@ class StageOneShot(OneShot):
         self.warm_loaded = 0
 
     def _build(self):
-        import torch
-
-        # the supernet's initial weights come from the seed, not from whatever drew random numbers
-        # earlier in this process (an earlier stage): a stage's result depends on its own inputs only
-        torch.manual_seed(int(self.cfg.seed))
+        # OneShot._build seeds the initial weights, so a stage's result depends on its own inputs only
         sn = super()._build()
         if self.warm_from is not None:
             self.warm_loaded = warm_start(sn, self.warm_from)

@@ -11,10 +11,16 @@ The engine stays the same loop (ask -> cost -> constraints -> executor -> tell -
    supernet is reused as it is;
 2. the executor becomes :class:`InheritedExecutor`: candidates (already costed, constraint
    violators already rejected by the engine) are scored in batches of ``candidates_per_task``
-   per Ray task, each task holding the supernet once per worker process; a candidate's score is
-   its path's accuracy after batch-norm recalibration. Child runs carry ``score_source:
-   inherited``; the ``retrain`` block trains the front from scratch on the ordinary executor
-   (``score_source: trained``).
+   on long-lived Ray actors (:class:`SupernetScorer`, one per worker), each holding the
+   supernet and its recalibration / validation tensors for the whole search; a candidate's
+   score is its path's accuracy after batch-norm recalibration, with the ``params``/``macs`` of
+   its stand-alone network. Child runs carry ``score_source: inherited``; the ``retrain`` block
+   trains the front from scratch on the ordinary executor (``score_source: trained``).
+
+Reusable pieces (for other search modes built on one-shot scoring): :class:`OneShot` ``.start``
+(train or reuse the supernet, its MLflow run), :func:`supernet_payload` + :class:`SupernetScorer`
+(score any saved supernet of any registered space on any classification data module), and
+:class:`InheritedExecutor` (the batched actor pool, constructible from plain options).
 
 Dimensions the supernet does not switch (training recipes) are fixed for the search at the
 supernet's values, so every candidate is exactly a path of the trained supernet.
@@ -22,6 +28,7 @@ supernet's values, so every candidate is exactly a path of the trained supernet.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -30,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import ConfigError
-from search.worker import TrialResult, TrialSpec
+from search.worker import TrialResult
 
-INHERITED_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss")
+INHERITED_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
 SUPERNET_DIR = "supernet"
 RUN_FILE = "mlflow_run.json"
 
@@ -71,127 +78,186 @@ def inherited_metrics(cfg: Any) -> tuple[str, ...]:
     return image_metrics(task)
 
 
-def _payload(out: Path) -> dict[str, Any]:
+class SupernetScorer:
+    """Scores candidates with one supernet's inherited weights: the supernet, its fixed
+    recalibration and validation batches are loaded once (at construction) and reused for every
+    batch of candidates. The executor runs one per worker as a long-lived Ray actor (nothing is
+    re-shipped or re-built per task); :func:`score_candidates` uses one per process.
+
+    Generic over the registered supernets and tasks (classification: accuracy after batch-norm
+    recalibration; image-to-image: ``evaluators.supernet_image``'s task metrics): ``payload`` is
+    :func:`supernet_payload` of a saved supernet (``evaluators.supernet.save_supernet``) and
+    ``data`` names the data module (``data``, ``data_kwargs``, ``batch_size``, ``seed`` = the
+    split and recalibration seed, ``recalibration_batches``, ``options`` = the task options that
+    decide how a candidate is measured). Each result carries the metrics of
+    ``evaluators.supernet.score_inherited`` plus the path's ``params``/``macs`` (as a trained
+    candidate's evaluation reports them), tagged ``score_source: inherited``."""
+
+    def __init__(self, payload: dict[str, Any], data: dict[str, Any], threads: int = 1) -> None:
+        import torch
+
+        import evaluators
+        from evaluators.supernet import fixed_batches, score_inherited
+        from spaces import SearchSpace
+        from supernets import build_supernet
+
+        self.threads = max(1, int(threads))
+        torch.set_num_threads(self.threads)  # deliberate: one thread per worker, the workers fill the cores
+        self.key = scorer_key(payload, data)
+        meta = json.loads(payload["meta"])
+        space = SearchSpace.from_dict(meta["space"])
+        self.supernet = build_supernet(space, input_shape=tuple(meta["task"]["input_shape"]), num_classes=int(meta["task"].get("num_classes", 0)),
+                                       fixed=meta["fixed"])
+        self.supernet.load_state_dict(torch.load(io.BytesIO(payload["weights"]), weights_only=True, map_location="cpu"))
+        self.supernet.eval()
+        dm = evaluators.get_datamodule(data["data"], seed=data["seed"], batch_size=data["batch_size"], **data["data_kwargs"])
+        self.task = getattr(dm, "task", "classification")
+        if self.task == "classification":
+            self.recal, self.val = fixed_batches(dm, data["recalibration_batches"], seed=data["seed"])
+            self._score = score_inherited
+        else:  # image-to-image tasks: the task's own metrics and the model size (evaluators.supernet_image)
+            from evaluators.supernet_image import image_batches, metric_module, score_image
+
+            self.recal, self.val = image_batches(dm, data["recalibration_batches"], seed=data["seed"])
+            self._score = functools.partial(score_image, scorer=metric_module(self.task, dm, data.get("options")),
+                                            primary=evaluators.get_task(self.task).primary)
+        self.node = _node()
+
+    def score(self, items: list[tuple[int, dict[str, Any]]]) -> list[TrialResult]:
+        """Inherited-weight results of ``items`` = [(trial number, arch)], in order; a candidate
+        that raises is a failed result with its reason (the batch goes on)."""
+        node = self.node
+        out = []
+        for number, arch in items:
+            start = time.perf_counter()
+            try:
+                metrics = self._score(self.supernet, arch, self.recal, self.val)
+                if self.task == "classification":  # image scores already carry the sub-network's size
+                    metrics.update(self.supernet.path_size(arch))
+                took = time.perf_counter() - start
+                out.append(TrialResult(number, "complete", {**metrics, "wall_time_s": took}, node=node, worker_time_s=took, score_source="inherited"))
+            except Exception as exc:  # one broken candidate is data, not a crash
+                out.append(TrialResult(number, "fail", reason=f"{type(exc).__name__}: {exc}"[:500],
+                                       node=node, worker_time_s=time.perf_counter() - start, score_source="inherited"))
+        return out
+
+    def ping(self) -> str:
+        return self.key
+
+
+def _node() -> str:
+    from search.worker import _node_id
+
+    return _node_id()
+
+
+def scorer_key(payload: dict[str, Any], data: dict[str, Any]) -> str:
+    return f"{payload['key']}:{json.dumps(data, sort_keys=True, default=str)}"
+
+
+def supernet_payload(out: Path) -> dict[str, Any]:
+    """The saved supernet of ``out`` (``supernet.pt`` + ``supernet.json``) as plain data that
+    ships to workers, with a content key (a scorer is reused while the key is the same)."""
     from evaluators.supernet import META_FILE, SUPERNET_FILE
 
-    weights = (out / SUPERNET_FILE).read_bytes()
-    meta = (out / META_FILE).read_text()
+    weights = (Path(out) / SUPERNET_FILE).read_bytes()
+    meta = (Path(out) / META_FILE).read_text()
     return {"key": hashlib.sha256(weights).hexdigest()[:16], "weights": weights, "meta": meta}
 
 
-_WORKER_CACHE: dict[str, Any] = {}
-
-
-def _scorer_state(payload: dict[str, Any], data: dict[str, Any]) -> tuple[Any, list, list]:
-    """The supernet and the fixed recalibration / validation batches, once per worker process."""
-    key = f"{payload['key']}:{json.dumps(data, sort_keys=True, default=str)}"
-    hit = _WORKER_CACHE.get(key)
-    if hit is not None:
-        return hit
-    import torch
-
-    import evaluators
-    from evaluators.supernet import fixed_batches, score_inherited
-    from spaces import SearchSpace
-    from supernets import build_supernet
-
-    meta = json.loads(payload["meta"])
-    space = SearchSpace.from_dict(meta["space"])
-    sn = build_supernet(space, input_shape=tuple(meta["task"]["input_shape"]), num_classes=int(meta["task"].get("num_classes", 0)), fixed=meta["fixed"])
-    sn.load_state_dict(torch.load(io.BytesIO(payload["weights"]), weights_only=True, map_location="cpu"))
-    dm = evaluators.get_datamodule(data["data"], seed=data["seed"], batch_size=data["batch_size"], **data["data_kwargs"])
-    task = getattr(dm, "task", "classification")
-    if task == "classification":
-        recal, val = fixed_batches(dm, data["recalibration_batches"], seed=data["seed"])
-        score = score_inherited
-    else:  # image-to-image tasks: the task's own metrics and the model size (evaluators.supernet_image)
-        import functools
-
-        from evaluators.supernet_image import image_batches, metric_module, score_image
-
-        recal, val = image_batches(dm, data["recalibration_batches"], seed=data["seed"])
-        scorer = metric_module(task, dm, data.get("options"))
-        score = functools.partial(score_image, scorer=scorer, primary=evaluators.get_task(task).primary)
-    _WORKER_CACHE.clear()
-    _WORKER_CACHE[key] = (sn, recal, val, score)
-    return sn, recal, val, score
+_payload = supernet_payload  # earlier name
+_SCORERS: dict[str, SupernetScorer] = {}
 
 
 def score_candidates(payload: dict[str, Any], data: dict[str, Any], items: list[tuple[int, dict[str, Any]]], threads: int = 1) -> list[TrialResult]:
-    """A Ray task (or a local call): inherited-weight scores of ``items`` = [(trial number, arch)]."""
-    import os
-
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
-    node = os.uname().nodename
-    out = []
-    try:
-        sn, recal, val, score = _scorer_state(payload, data)
-    except Exception as exc:  # the whole batch fails with the reason; the search goes on
-        return [TrialResult(n, "fail", reason=f"supernet: {type(exc).__name__}: {exc}"[:500], node=node, score_source="inherited") for n, _ in items]
-    for number, arch in items:
-        start = time.perf_counter()
+    """Inherited-weight scores of ``items`` = [(trial number, arch)] in this process (a Ray task
+    or a local call), with one :class:`SupernetScorer` per process kept between calls."""
+    key = scorer_key(payload, data)
+    scorer = _SCORERS.get(key)
+    if scorer is None:
         try:
-            metrics = score(sn, arch, recal, val)
-            out.append(TrialResult(number, "complete", {**metrics, "wall_time_s": time.perf_counter() - start}, node=node,
-                                   worker_time_s=time.perf_counter() - start, score_source="inherited"))
-        except Exception as exc:  # one broken candidate is data, not a crash
-            out.append(TrialResult(number, "fail", reason=f"{type(exc).__name__}: {exc}"[:500], node=node,
-                                   worker_time_s=time.perf_counter() - start, score_source="inherited"))
-    return out
+            scorer = SupernetScorer(payload, data, threads)
+        except Exception as exc:  # the whole batch fails with the reason; the search goes on
+            return [TrialResult(n, "fail", reason=f"supernet: {type(exc).__name__}: {exc}"[:500], node=_node(), score_source="inherited")
+                    for n, _ in items]
+        _SCORERS.clear()
+        _SCORERS[key] = scorer
+    return scorer.score(items)
 
 
 class InheritedExecutor:
     """Executor interface of ``search.executors`` (``submit``, ``wait_one``, ``in_flight``,
-    ``shutdown``) over batched inherited-weight scoring; ``capacity`` tells the engine how many
-    candidates to keep in flight (two batches per worker)."""
+    ``shutdown``) over batched inherited-weight scoring.
 
-    def __init__(self, cfg: Any, supernet_dir: Path) -> None:
-        oc = cfg.oneshot
+    With Ray, ``workers`` long-lived :class:`SupernetScorer` actors each hold the supernet and
+    the cached recalibration / validation tensors; candidates go to them in batches of
+    ``candidates_per_task``, two batches in flight per actor so an actor never waits while the
+    driver tells results. ``capacity`` tells the engine how many candidates to keep in flight.
+    ``local=True`` scores in this process. Use :meth:`from_config` in a search; the constructor
+    takes plain options so other search modes (and benchmarks) can use it on any saved supernet.
+    ``submit`` takes anything with ``number`` and ``arch`` (a ``TrialSpec``)."""
+
+    PIPELINE = 2  # batches in flight per actor
+
+    def __init__(self, supernet_dir: Path, data: dict[str, Any], *, workers: int = 1, candidates_per_task: int = 32,
+                 threads: int = 1, local: bool = False, address: str | None = None, cpus_per_worker: float = 1.0,
+                 max_retries: int = 0, cfg: Any = None) -> None:
         self.cfg = cfg
-        self.batch = int(oc.candidates_per_task)
-        self.workers = int(cfg.workers)
-        self.capacity = 2 * self.batch * self.workers
+        self.batch = int(candidates_per_task)
+        self.workers = max(1, int(workers))
+        self.capacity = (self.PIPELINE + 1) * self.batch * self.workers
         self.on_shutdown = None  # called with this executor before it shuts down (the engine logs its speed)
-        ev = cfg.evaluator
-        from search.engine import _absolute_paths
-
-        self.data = {"data": ev.data, "data_kwargs": dict(ev.data_kwargs), "batch_size": ev.batch_size, "seed": cfg.seed,
-                     "recalibration_batches": int(oc.recalibration_batches), "options": _absolute_paths(ev.options)}
-        self.threads = max(1, int(cfg.resources.cpus_per_trial))
-        payload = _payload(supernet_dir)
-        self._queue: list[TrialSpec] = []
+        self.data = dict(data)
+        self.threads = max(1, int(threads))
+        payload = supernet_payload(supernet_dir)
+        self._queue: list[Any] = []
         self._ready: list[TrialResult] = []
-        self._running: dict[Any, int] = {}
-        self._local = cfg.executor == "local"
+        self._running: dict[Any, tuple[int, Any, list[int]]] = {}  # ref -> (actor index, actor, trial numbers)
+        self._local = bool(local)
         self._owns_ray = False
         self._retrain = None
-        self._numbers: dict[Any, list[int]] = {}
         self.scored = 0  # results handed to the engine, and the time from the first submit to the last
         self.first_submit: float | None = None
         self.last_result: float | None = None
         if self._local:
-            self._payload = payload
-        else:
-            import ray
+            self._scorer = SupernetScorer(payload, self.data, self.threads)
+            return
+        import ray
 
-            self._ray = ray
-            if not ray.is_initialized():
-                kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-                if cfg.address:
-                    ray.init(address=cfg.address, **kw)
-                else:
-                    ray.init(num_cpus=max(1, int(round(cfg.workers * cfg.resources.cpus_per_trial))), num_gpus=0, **kw)
-                self._owns_ray = True
-            self._payload = ray.put(payload)
-            self._remote = ray.remote(score_candidates).options(num_cpus=cfg.resources.cpus_per_trial, max_retries=cfg.budget.max_retries)
+        self._ray = ray
+        if not ray.is_initialized():
+            kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=max(1, int(round(self.workers * cpus_per_worker))), num_gpus=0, **kw)
+            self._owns_ray = True
+        self._payload_ref = ray.put(payload)  # kept alive: a replaced actor is built from it
+        self._actor_cls = ray.remote(SupernetScorer).options(num_cpus=cpus_per_worker)
+        self._restarts_left = int(max_retries) * self.workers  # actors replaced after a crash (Ray's own restart warns on object-store arguments)
+        self._actors = [self._new_actor() for _ in range(self.workers)]
+        self._load = [0] * self.workers
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self._payload_ref, self.data, self.threads)
+
+    @classmethod
+    def from_config(cls, cfg: Any, supernet_dir: Path) -> "InheritedExecutor":
+        """The executor a search's config asks for (``oneshot``, ``evaluator``, ``workers``, ``resources``)."""
+        ev = cfg.evaluator
+        from search.engine import _absolute_paths
+
+        data = {"data": ev.data, "data_kwargs": dict(ev.data_kwargs), "batch_size": ev.batch_size, "seed": cfg.seed,
+                "recalibration_batches": int(cfg.oneshot.recalibration_batches), "options": _absolute_paths(ev.options)}
+        return cls(supernet_dir, data, workers=cfg.workers, candidates_per_task=cfg.oneshot.candidates_per_task,
+                   threads=max(1, int(cfg.resources.cpus_per_trial)), local=cfg.executor == "local", address=cfg.address,
+                   cpus_per_worker=cfg.resources.cpus_per_trial, max_retries=cfg.budget.max_retries, cfg=cfg)
 
     @property
     def in_flight(self) -> int:
-        return len(self._queue) + sum(self._running.values()) + len(self._ready)
+        return len(self._queue) + sum(len(n) for _, _, n in self._running.values()) + len(self._ready)
 
-    def submit(self, spec: TrialSpec) -> None:
+    def submit(self, spec: Any) -> None:
         if self.first_submit is None:
             self.first_submit = time.perf_counter()
         self._queue.append(spec)
@@ -203,15 +269,20 @@ class InheritedExecutor:
         return self.scored / max(self.last_result - self.first_submit, 1e-9)
 
     def _launch(self) -> None:
-        while self._queue and (self._local or len(self._running) < self.workers):
-            chunk, self._queue = self._queue[: self.batch], self._queue[self.batch:]
+        while self._queue:
+            chunk, rest = self._queue[: self.batch], self._queue[self.batch:]
             items = [(s.number, s.arch) for s in chunk]
             if self._local:
-                self._ready.extend(score_candidates(self._payload, self.data, items, self.threads))
+                self._queue = rest
+                self._ready.extend(self._scorer.score(items))
                 return
-            ref = self._remote.remote(self._payload, self.data, items, self.threads)
-            self._running[ref] = len(items)
-            self._numbers[ref] = [n for n, _ in items]
+            i = min(range(self.workers), key=self._load.__getitem__)
+            if self._load[i] >= self.PIPELINE:
+                return
+            self._queue = rest
+            ref = self._actors[i].score.remote(items)
+            self._load[i] += 1
+            self._running[ref] = (i, self._actors[i], [n for n, _ in items])
 
     def wait_one(self) -> TrialResult:
         while not self._ready:
@@ -220,23 +291,38 @@ class InheritedExecutor:
                 continue
             ready, _ = self._ray.wait(list(self._running), num_returns=1)
             ref = ready[0]
-            self._running.pop(ref)
-            numbers = self._numbers.pop(ref)
+            i, actor, numbers = self._running.pop(ref)
+            self._load[i] -= 1
             try:
                 self._ready.extend(self._ray.get(ref))
-            except Exception as exc:  # the task died (worker lost, retries exhausted)
+            except Exception as exc:  # the actor died (worker lost): its batch fails, a new actor takes its place
                 reason = f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 self._ready.extend(TrialResult(n, "fail", reason=reason, score_source="inherited") for n in numbers)
-            self._launch()  # keep the workers busy while the engine tells these results
+                if isinstance(exc, self._ray.exceptions.RayActorError) and self._restarts_left > 0 and self._actors[i] is actor:
+                    self._restarts_left -= 1
+                    self._ray.kill(self._actors[i])
+                    self._actors[i] = self._new_actor()
+            self._launch()  # keep the actors busy while the engine tells these results
         self.scored += 1
         self.last_result = time.perf_counter()
         return self._ready.pop(0)
 
+    def _release_actors(self) -> None:
+        """Kill the scorer actors (they hold their CPUs while alive)."""
+        if self._local:
+            return
+        for actor in self._actors:
+            self._ray.kill(actor)
+        self._actors, self._load = [], []
+        self._running.clear()
+
     def retrain_executor(self):
-        """The ordinary executor (build + train from scratch) for the ``retrain`` block."""
+        """The ordinary executor (build + train from scratch) for the ``retrain`` block; the
+        scorer actors are released first so the retraining tasks get their CPUs."""
         if self._retrain is None:
             from search.executors import make_executor
 
+            self._release_actors()
             self._retrain = make_executor(self.cfg)
         return self._retrain
 
@@ -245,12 +331,9 @@ class InheritedExecutor:
             self.on_shutdown(self)
         if self._retrain is not None:
             self._retrain.shutdown()
-        if not self._local:
-            for ref in list(self._running):
-                self._ray.cancel(ref, force=True)
-            self._running.clear()
-            if self._owns_ray:
-                self._ray.shutdown()
+        self._release_actors()
+        if not self._local and self._owns_ray:
+            self._ray.shutdown()
         self._queue.clear()
 
 
@@ -266,9 +349,12 @@ class OneShot:
 
     # -- training ---------------------------------------------------------------------------
     def _build(self):
+        import torch
+
         import supernets
 
         e = self.engine
+        torch.manual_seed(int(self.cfg.seed))  # initial weights from the search's seed, not from what ran before in this process
         return supernets.build_supernet(e.space, input_shape=e.input_shape, num_classes=e.num_classes, fixed=self.cfg.fixed)
 
     def _mlflow_run(self, sn: Any) -> str:
@@ -328,7 +414,9 @@ class OneShot:
         dm = evaluators.get_datamodule(cfg.evaluator.data, seed=cfg.seed, batch_size=cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs)
         import torch
 
-        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial * max(1, cfg.workers))))
+        # deliberately the per-trial thread count (1 by default), not every core: the supernet's
+        # kernels are small, and on a shared 2-core machine 2 threads made an epoch 16x slower (78 s vs 4.7 s)
+        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
         res = train_supernet(sn, datamodule=dm, sampling=oc.sampling, epochs=oc.epochs, lr=lr, optimizer=cfg.evaluator.optimizer,
                              weight_decay=cfg.evaluator.weight_decay, seed=cfg.seed, sampler_options=oc.sampler_options,
                              out_dir=self.dir, on_epoch=log_epoch)
@@ -359,7 +447,7 @@ class OneShot:
                 tracker.client.log_artifact(self.run_id, str(self.dir / name))
             e.console.print(f"supernet: trained in {res['wall_time_s']:.1f} s ({res['mode']})")
         tracker.client.set_terminated(self.run_id, status="FINISHED")
-        self.executor = InheritedExecutor(cfg, self.dir)
+        self.executor = InheritedExecutor.from_config(cfg, self.dir)
         self.executor.on_shutdown = self._log_speed
         return self.executor
 

@@ -203,6 +203,48 @@ class AdderResNetSupernet(Supernet):
             route.append((op, blocks))
         self._route = route
 
+    def path_size(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """``params``/``macs`` of the built network as the sum of its parts (stem, each
+        ``BasicBlock``, classifier), each part built and counted once per shape and memoised:
+        both counts are sums over the network's layers, so the total equals counting the whole
+        built network (a test checks it) at the cost of a few dictionary look-ups per candidate."""
+        from supernets.resnet import BasicBlock
+
+        full = self.complete(arch)
+        c_in, h, w = (int(v) for v in self.task["input_shape"])
+        recipe = tuple(sorted((k.split(".", 1)[1], v) for k, v in full.items() if k.startswith("recipe.")))
+        width0 = stage_width(BASE_WIDTHS[0], float(full["stage1.width"]))
+        total = dict(self._part_size(("stem", c_in, width0, h, w), lambda: nn.Sequential(
+            nn.Conv2d(c_in, width0, 3, 1, 1, bias=False), nn.BatchNorm2d(width0), nn.ReLU()), (c_in, h, w)))
+        prev = width0
+        for s in range(1, STAGES + 1):
+            op, bits = full[f"stage{s}.op"], int(full.get(f"stage{s}.bits", 32))
+            width = stage_width(BASE_WIDTHS[s - 1], float(full[f"stage{s}.width"]))
+            for b in range(int(full[f"stage{s}.blocks"])):
+                stride = STRIDES[s - 1] if b == 0 else 1
+                key = ("block", op, bits, prev, width, stride, h, w, recipe)
+                part = self._part_size(key, lambda: BasicBlock(op, prev, width, stride, bits, dict(recipe)), (prev, h, w))
+                total = {k: total[k] + part[k] for k in total}
+                h, w, prev = (h - 1) // stride + 1, (w - 1) // stride + 1, width  # 3x3, padding 1
+        fc = self._part_size(("fc", prev, int(self.task["num_classes"])), lambda: nn.Sequential(
+            nn.Flatten(), nn.Linear(prev, int(self.task["num_classes"]))), (prev, 1, 1))
+        return {k: float(total[k] + fc[k]) for k in total}
+
+    def _part_size(self, key: tuple, make: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
+        from evaluators import count_macs, count_params
+
+        cache = self.__dict__.setdefault("_size_cache", {})
+        if key not in cache:
+            part = make()
+            cache[key] = {"params": count_params(part), "macs": count_macs(part, input_shape)}
+        return cache[key]
+
+    def path_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = [self.stem, self.pool, self.fc]
+        for stage, (op, blocks) in zip(self.stages, self._route):
+            mods.extend(stage[op][:blocks])
+        return mods
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for stage, (op, blocks) in zip(self.stages, self._route):

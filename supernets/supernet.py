@@ -34,7 +34,7 @@ from supernets.sampling import ChoiceLayer
 
 __all__ = [
     "Supernet", "SUPERNETS", "register_supernet", "build_supernet", "list_supernets", "has_supernet",
-    "recalibrate", "SlicedConv2d", "SlicedBatchNorm2d", "SlicedLinear",
+    "recalibrate", "set_path_mode", "SlicedConv2d", "SlicedBatchNorm2d", "SlicedLinear",
 ]
 
 SUPERNETS: Registry = Registry("supernet", entry_point_group="abacus.supernets", list_hint="see supernets.list_supernets()")
@@ -103,6 +103,25 @@ class Supernet(nn.Module):
         """Built-network module name -> supernet module name (prefixes; children follow)."""
         raise NotImplementedError
 
+    def path_modules(self) -> list[nn.Module]:
+        """The top modules the active path runs through (their children follow). Scoring uses it
+        to recalibrate and switch modes on the path alone instead of walking every op family's
+        blocks (most of a supernet's modules). The supernet itself is always in scope. Default:
+        every child (the whole supernet)."""
+        return list(self.children())
+
+    # -- size of a path ---------------------------------------------------------------------
+    def path_size(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """``params`` and ``macs`` of ``arch``'s stand-alone network, as the evaluator reports them
+        for a trained candidate (``evaluators.count_params`` / ``count_macs`` of the built
+        network). Default: build and count it; supernets override with something cheaper that
+        gives the same numbers (scoring a candidate must not cost a build)."""
+        from evaluators import count_macs, count_params
+        from supernets.build import build
+
+        model = build(self.space, self.complete(arch), **self.task)
+        return {"params": float(count_params(model)), "macs": float(count_macs(model, tuple(self.task["input_shape"])))}
+
     # -- extraction -------------------------------------------------------------------------
     @torch.no_grad()
     def extract(self, arch: Mapping[str, Any] | None = None) -> nn.Module:
@@ -157,26 +176,49 @@ def prefix_slice(t: torch.Tensor, shape: tuple[int, ...], name: str = "tensor") 
 
 # -- batch-norm recalibration ---------------------------------------------------------------
 
-def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+def _path_scope(model: nn.Module) -> list[nn.Module]:
+    """Every module of the active path of a supernet (``path_modules``), else of ``model``."""
+    if not isinstance(model, Supernet):
+        return list(model.modules())
+    cached = model.__dict__.get("_scope_cache")
+    if cached is not None and cached[0] is model.active_arch:  # set_active makes a new dict: same dict, same path
+        return cached[1]
+    seen: dict[int, nn.Module] = {id(model): model}
+    for top in model.path_modules():
+        for m in top.modules():
+            seen.setdefault(id(m), m)
+    scope = list(seen.values())
+    model.__dict__["_scope_cache"] = (model.active_arch, scope)
+    return scope
 
 
 @torch.no_grad()
 def recalibrate(model: nn.Module, batches: Iterable[Any]) -> int:
     """Re-estimate batch-norm statistics (cumulative mean over ``batches``, as OFA does) and
     quantiser activation ranges (``act_absmax`` buffers, restarted from the first batch) by
-    forward passes in training mode without gradients; the model's mode is restored. Returns
-    the number of batches used. A batch is a tensor or a tuple whose first item is the input."""
-    bns = _bn_modules(model)
+    forward passes without gradients in which only those statistics modules are in training
+    mode (every other module runs as in evaluation, e.g. no FDA noise, so the statistics are
+    those of the evaluated network); the model's mode is restored. Returns
+    the number of batches used. A batch is a tensor or a tuple whose first item is the input.
+    On a :class:`Supernet` only the active path's modules are touched (``path_modules``)."""
+    scope = _path_scope(model)
+    bns = [m for m in scope if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
-    for name, buf in model.named_buffers():
-        if name.endswith("act_absmax"):
-            buf.zero_()
-    modes = {m: m.training for m in model.modules()}
-    model.train()
+    quantisers = []  # modules holding an activation range and the layer that owns them (its mode drives the update)
+    for m in scope:
+        for name, buf in m.named_buffers(recurse=False):
+            if name.endswith("act_absmax"):
+                buf.zero_()
+                quantisers.append(m)
+        if any(name.endswith("act_absmax") for c in m.children() for name, _ in c.named_buffers(recurse=False)):
+            quantisers.append(m)
+    modes = {m: m.training for m in scope}
+    stats = {id(m) for m in (*bns, *quantisers)}
+    for m in scope:  # only what keeps statistics trains: every other op runs as it will be evaluated (no FDA noise)
+        m.training = id(m) in stats
     n = 0
     try:
         for batch in batches:
@@ -189,6 +231,12 @@ def recalibrate(model: nn.Module, batches: Iterable[Any]) -> int:
         for m, mode in modes.items():
             m.training = mode
     return n
+
+
+def set_path_mode(model: nn.Module, training: bool) -> None:
+    """``model.train(training)`` restricted to the active path of a supernet (cheap per candidate)."""
+    for m in _path_scope(model):
+        m.training = training
 
 
 # -- slicing layers -------------------------------------------------------------------------

@@ -70,6 +70,12 @@ def test_oneshot_search_end_to_end(tmp_path, ray_session):
     assert infeasible and all("score_source" not in r.data.tags for r in infeasible)  # rejected before scoring
     assert all(r.data.tags["score_source"] == "trained" for r in by_role["retrain"])
     assert all(0.0 <= r.data.metrics["val_accuracy"] <= 1.0 for r in scored)
+    # inherited candidates report their size as trained ones do (the path's built network)
+    assert all(r.data.metrics["params"] > 0 and r.data.metrics["macs"] >= 0 for r in scored)
+    retrained = {r.data.tags["arch_id"]: r for r in by_role["retrain"]}
+    twins = [(r, retrained[r.data.tags["arch_id"]]) for r in scored if r.data.tags["arch_id"] in retrained]
+    assert twins and all(a.data.metrics["params"] == b.data.metrics["params"] and a.data.metrics["macs"] == b.data.metrics["macs"]
+                         for a, b in twins)
     # the search's candidates are paths of the supernet: recipes fixed at its values
     assert all(r.data.params["recipe.adder_eta"] == "0.2" for r in scored)
 
@@ -89,7 +95,6 @@ def test_resumed_oneshot_reuses_the_trained_supernet(tmp_path, ray_session):
 
 @pytest.mark.parametrize("override,key", [
     ("oneshot.sampling=fairest", "oneshot.sampling"),
-    ("objectives=[{name: params, direction: minimize}]", "objectives.0.name"),
     ("scheduler.name=mo-asha", "scheduler.name"),
     ("fixed={manidp.enabled: true}", "fixed.manidp.enabled"),
 ])
@@ -118,3 +123,50 @@ def test_ddp_replicas_end_with_identical_weights(tmp_path, ray_session):
     for name, p in sn.named_parameters():
         assert torch.equal(p, r0[name])
     assert res["history"] and res["history"][-1]["epoch"] == 0
+
+
+def _saved_supernet(tmp_path):
+    import supernets
+    from evaluators.supernet import save_supernet
+    from spaces import get_space
+
+    space = get_space("addernet-resnet").restricted(TINY["restrict"])
+    torch.manual_seed(0)
+    sn = supernets.build_supernet(space, input_shape=(1, 8, 8), num_classes=10, fixed=TINY["fixed"])
+    save_supernet(sn, tmp_path / "sn")
+    archs = [{f"stage{s}.op": op, f"stage{s}.width": w, f"stage{s}.blocks": 1} for op, w in
+             [("conv", 0.25), ("binary", 0.5), ("conv", 0.5), ("binary", 0.25)] for s in (1, 2, 3)]
+    archs = [{k: v for a in archs[i:i + 3] for k, v in a.items()} for i in range(0, len(archs), 3)]
+    return tmp_path / "sn", archs
+
+
+DATA = {"data": "digits", "data_kwargs": {}, "batch_size": 64, "seed": 0, "recalibration_batches": 2}
+
+
+def test_scorer_actors_give_the_in_process_scores_and_survive_a_lost_actor(tmp_path, ray_session):
+    """Actors hold the supernet between batches and score exactly as in this process; a killed
+    actor fails only its own batches ('worker lost') and a new actor scores the rest."""
+    from types import SimpleNamespace
+
+    from search.oneshot import InheritedExecutor, SupernetScorer, supernet_payload
+
+    d, archs = _saved_supernet(tmp_path)
+    local = SupernetScorer(supernet_payload(d), DATA).score(list(enumerate(archs)))
+    ex = InheritedExecutor(d, DATA, workers=1, candidates_per_task=2, max_retries=1)
+    try:
+        for i, a in enumerate(archs):
+            ex.submit(SimpleNamespace(number=i, arch=a))
+        got = sorted((ex.wait_one() for _ in archs), key=lambda r: r.number)
+        assert [r.metrics["val_accuracy"] for r in got] == [r.metrics["val_accuracy"] for r in local]
+        assert all(r.score_source == "inherited" and r.metrics["params"] > 0 for r in got)
+        ray_session.kill(ex._actors[0])
+        for i, a in enumerate(archs[:2]):
+            ex.submit(SimpleNamespace(number=10 + i, arch=a))
+        lost = [ex.wait_one() for _ in range(2)]
+        assert all(r.state == "fail" and "worker lost" in r.reason for r in lost)
+        for i, a in enumerate(archs[2:]):
+            ex.submit(SimpleNamespace(number=20 + i, arch=a))
+        later = sorted((ex.wait_one() for _ in archs[2:]), key=lambda r: r.number)
+        assert [r.metrics.get("val_accuracy") for r in later] == [r.metrics["val_accuracy"] for r in local[2:]]
+    finally:
+        ex.shutdown()

@@ -199,3 +199,41 @@ def test_sampler_state_round_trip_continues_the_sequence():
     b.load_state_dict(a.state_dict())
     assert [a.paths() for _ in range(4)] == [b.paths() for _ in range(4)]
     assert b.counts == a.counts
+
+
+MIXED = [
+    {"stage1.op": "adder", "stage1.bits": 8, "stage1.width": 0.5, "stage1.blocks": 2, "stage2.op": "binary", "stage2.width": 0.25,
+     "stage2.blocks": 1, "stage3.op": "conv", "stage3.bits": 4, "stage3.width": 1.0, "stage3.blocks": 3},
+    {"stage1.op": "winograd_adder", "stage1.width": 0.25, "stage1.blocks": 1, "stage2.op": "conv", "stage2.bits": 32, "stage2.width": 0.75,
+     "stage2.blocks": 2, "stage3.op": "binary", "stage3.width": 0.5, "stage3.blocks": 1},
+]
+
+
+@pytest.mark.parametrize("arch", MIXED)
+def test_path_recalibration_equals_recalibrating_the_built_network(supernet, arch):
+    """Recalibration touches the active path only and runs every non-statistics op as in
+    evaluation: the supernet then scores exactly as its extracted network recalibrated alone."""
+    torch.manual_seed(2)
+    batches = [torch.randn(16, 1, 8, 8) for _ in range(2)]
+    supernet.set_active(arch)
+    model = supernet.extract().eval()
+    other = "conv" if arch["stage2.op"] != "conv" else "adder"
+    idle_bn = supernet.stages[1][other][0].bn1
+    idle_before = idle_bn.running_mean.clone()
+    supernet.train()
+    supernets.recalibrate(supernet, batches)
+    supernets.recalibrate(model, batches)
+    assert supernet.training and not model.training  # modes restored
+    supernet.eval()
+    x = torch.randn(8, 1, 8, 8)
+    assert torch.allclose(supernet(x), model(x), atol=1e-5)
+    assert torch.equal(idle_bn.running_mean, idle_before)  # another family's statistics are not touched
+
+
+@pytest.mark.parametrize("arch", MIXED + [_arch("conv", 0.25, 1, 8), _arch("binary", 1.0, 3)])
+def test_path_size_equals_counting_the_built_network(supernet, arch):
+    from search.problem import model_size
+
+    full = supernet.complete(arch)
+    ref = model_size(supernet.space, full, (1, 8, 8), 10)
+    assert supernet.path_size(arch) == {k: ref[k] for k in ("params", "macs")}
