@@ -65,6 +65,10 @@ class SupernetModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.supernet(x)
 
+    def path_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """One path's training loss (classification: cross-entropy); image tasks override it."""
+        return F.cross_entropy(output, target)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         opt = self.optimizers()
@@ -73,7 +77,7 @@ class SupernetModule(pl.LightningModule):
         total = None
         for path in paths:
             self.supernet.set_active(path)
-            loss = F.cross_entropy(self.supernet(x), y)
+            loss = self.path_loss(self.supernet(x), y)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(float(loss.detach()), self.current_epoch, self.global_step, "train")
             total = loss if total is None else total + loss

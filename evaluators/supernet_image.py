@@ -22,29 +22,14 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import NonFiniteLossError
 from .supernet import SupernetModule
 
 
 class ImageSupernetModule(SupernetModule):
     """Supernet training on (input image, target image) batches with the pixel L1 loss."""
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        opt = self.optimizers()
-        opt.zero_grad()
-        paths = self.sampler.paths()
-        total = None
-        for path in paths:
-            self.supernet.set_active(path)
-            loss = F.l1_loss(self.supernet(x), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(float(loss.detach()), self.current_epoch, self.global_step, "train")
-            total = loss if total is None else total + loss
-        self.manual_backward(total)
-        opt.step()
-        self.log("train_loss", total.detach() / len(paths), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
-        return total.detach()
+    def path_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(output, target)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

@@ -127,15 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import evaluators
 
-    try:
-        kwargs = json.loads(args.data_kwargs)
-        if not isinstance(kwargs, dict):
-            raise ValueError
-    except ValueError:
-        print(f"--data-kwargs: expected a JSON object, found {args.data_kwargs!r}", file=sys.stderr)
-        return 2
-    if Path(args.out).exists():
-        print(f"--out: expected a path that does not exist yet, found {args.out!r}", file=sys.stderr)
+    from ..teacher_cli import checked_teacher_inputs
+
+    kwargs = checked_teacher_inputs(args.data_kwargs, args.out)
+    if kwargs is None:
         return 2
     try:
         dm = evaluators.get_datamodule(args.data, seed=args.seed, batch_size=args.batch_size, **kwargs)
