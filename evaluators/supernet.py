@@ -344,23 +344,29 @@ def score_inherited(supernet: Any, arch: Mapping[str, Any], recal_batches: Seque
     return {"val_accuracy": acc, "best_val_accuracy": acc, "val_loss": loss / max(n, 1)}
 
 
-def fixed_batches(datamodule: Any, recalibration_batches: int, seed: int = 0) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
-    """The same recalibration inputs (``recalibration_batches`` batches of a seeded shuffle of the
-    training set) and validation batches (the whole validation split, in chunks of up to
-    ``VAL_CHUNK`` images) for every candidate, so inherited scores are comparable and
-    reproducible."""
+def recalibration_inputs(datamodule: Any, recalibration_batches: int, seed: int = 0) -> list[torch.Tensor]:
+    """``recalibration_batches`` training-sized input batches of a seeded shuffle of the training
+    set (the same for every candidate). One forward per training-sized batch: statistics averaged
+    over batches of the size the supernet was trained with. Concatenating them into one larger
+    forward saved ~20% CPU per candidate but lowered strict-fair's Kendall tau from 0.55 to 0.50
+    (docs/results.md), so it is not done."""
     datamodule.setup("fit")
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, shuffle=True, generator=g)
-    # one forward per training-sized batch: the statistics are averaged over batches of the size
-    # the supernet was trained with (the variance within a batch, as batch norm saw in training).
-    # Concatenating them into one larger forward saved ~20% CPU per candidate but lowered
-    # strict-fair's Kendall tau from 0.55 to 0.50 (docs/results.md), so it is not done.
     recal: list[torch.Tensor] = []
     for x, _ in loader:
         if len(recal) >= recalibration_batches:
             break
         recal.append(x)
+    return recal
+
+
+def fixed_batches(datamodule: Any, recalibration_batches: int, seed: int = 0) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The same recalibration inputs (``recalibration_batches`` batches of a seeded shuffle of the
+    training set) and validation batches (the whole validation split, in chunks of up to
+    ``VAL_CHUNK`` images) for every candidate, so inherited scores are comparable and
+    reproducible."""
+    recal = recalibration_inputs(datamodule, recalibration_batches, seed)
     pairs = [(x, y) for x, y in datamodule.val_dataloader()]
     if not pairs:
         return recal, []

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .supernet import SupernetModule
+from .supernet import SupernetModule, recalibration_inputs
 
 
 class ImageSupernetModule(SupernetModule):
@@ -124,12 +124,5 @@ def score_image(supernet: Any, arch: Mapping[str, Any], recal_batches: Sequence[
 def image_batches(datamodule: Any, recalibration_batches: int, seed: int = 0) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
     """The same recalibration inputs and validation batches for every candidate (validation images
     may differ in size, so batches are kept as the loader makes them)."""
-    datamodule.setup("fit")
-    g = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, shuffle=True, generator=g)
-    recal: list[torch.Tensor] = []
-    for x, _ in loader:
-        if len(recal) >= recalibration_batches:
-            break
-        recal.append(x)
+    recal = recalibration_inputs(datamodule, recalibration_batches, seed)
     return recal, [(x, y) for x, y in datamodule.val_dataloader()]
