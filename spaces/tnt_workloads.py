@@ -13,16 +13,17 @@ Spaces must not import supernets (torch), hence the mirror; the contract test ke
 
 Rows of standard layers carry no bits (the consumer's ``hardware.default_bits`` applies, as it does
 to a traced model); self-described rows (attention, quantised linears, gates) carry their own.
-The rows depend on a few numbers only, so blocks are cached read-only (see ``fbnet_workloads``).
+The rows depend on a few numbers only: they are written as numeric ``Rows`` once per distinct
+group and handed over as ``RowBlock``s (``spaces.workload_rows``), the batch path's fastest form.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
+from spaces.workload_rows import RowBlock, Rows
 from spaces.workload_shapes import check_shape
 
 
@@ -92,48 +93,74 @@ def _mlp(p: str, rows: int, dim: int, hidden: int, bits: int, gated: bool) -> li
     return out
 
 
-def _frozen(rows: list[dict]) -> tuple:
-    return tuple(MappingProxyType(d) for d in rows)
+# Rows are written once per distinct group of numbers (``spaces.workload_rows``): a TNT block is
+# the join of five parts keyed by the few numbers each depends on (heavily shared between blocks
+# and architectures), and is handed over as a ``RowBlock`` under its prefix ``blocks.<i>.``, so
+# the batch path writes no dict per row and the cost model computes each distinct row once.
+_CACHE = 1 << 15
 
 
-@lru_cache(maxsize=4096)
-def _block(i: int, B: int, N: int, m: int, c: int, D: int, ih: int, oh: int, mlp: int, imlp: int, bits: int,
-           legacy: bool, inner: bool, dp: bool, ga: bool, gm: bool, gi: bool) -> tuple:
-    """Rows of ``blocks.i`` (``TNTBlock.forward``) for B images of N patches of m words."""
-    p = f"blocks.{i}."
-    drop = [{"op": "identity", "ops": 0, "name": p + "drop_path"}] if dp else []
-    rows: list[dict] = []
-    adds = iter(["add", "add_1", "add_2", "add_3", "add_4"])
-    if inner:
-        BN, we = B * N, B * N * m * c
-        rows.append(_std("norm", we, we, we, p + "norm_in", 2 * c))
-        rows += _attention(p + "attn_in.", BN, m, c, ih, bits, ga and gi) + drop
-        rows.append(_std("eltwise", we, 2 * we, we, p + next(adds), fused=True))
-        rows.append(_std("norm", we, we, we, p + "norm_mlp_in", 2 * c, fused=True))
-        rows += _mlp(p + "mlp_in.", BN * m, c, int(c * imlp), bits, gm and gi) + drop
-        rows.append(_std("eltwise", we, 2 * we, we, p + next(adds), fused=True))
-        pe = B * N * D
-        if legacy:
-            rows.append(_std("norm", we, we, we, p + "norm1_proj", 2 * c, fused=True))
-            rows.append(_linear(B * N, m * c, D, True, bits, p + "proj"))
-        else:
-            rows.append(_std("norm", we, we, we, p + "norm1_proj", 2 * m * c))
-            rows.append(_linear(B * N, m * c, D, False, bits, p + "proj"))
-            rows.append(_std("norm", pe, pe, pe, p + "norm2_proj", 2 * D, fused=True))
-        rows.append(_std("eltwise", pe, 2 * pe, pe, p + next(adds), fused=True))
-        rows.append(_std("pixel_shuffle", 0, B * (N + 1) * D, B * (N + 1) * D, p + "cat", fused=True))
+def _drop(dp: bool) -> list[dict]:
+    return [{"op": "identity", "ops": 0, "name": "drop_path"}] if dp else []
+
+
+@lru_cache(maxsize=_CACHE)
+def _inner_attn(B: int, N: int, m: int, c: int, ih: int, bits: int, gated: bool, dp: bool) -> Rows:
+    BN, we = B * N, B * N * m * c
+    return Rows.from_dicts([_std("norm", we, we, we, "norm_in", 2 * c), *_attention("attn_in.", BN, m, c, ih, bits, gated),
+                            *_drop(dp), _std("eltwise", we, 2 * we, we, "add", fused=True),
+                            _std("norm", we, we, we, "norm_mlp_in", 2 * c, fused=True)])
+
+
+@lru_cache(maxsize=_CACHE)
+def _inner_mlp(B: int, N: int, m: int, c: int, imlp: float, bits: int, gated: bool, dp: bool) -> Rows:
+    we = B * N * m * c
+    return Rows.from_dicts([*_mlp("mlp_in.", B * N * m, c, int(c * imlp), bits, gated), *_drop(dp),
+                            _std("eltwise", we, 2 * we, we, "add_1", fused=True)])
+
+
+@lru_cache(maxsize=_CACHE)
+def _inner_proj(B: int, N: int, m: int, c: int, D: int, bits: int, legacy: bool) -> Rows:
+    we, pe = B * N * m * c, B * N * D
+    if legacy:
+        rows = [_std("norm", we, we, we, "norm1_proj", 2 * c, fused=True), _linear(B * N, m * c, D, True, bits, "proj")]
+    else:
+        rows = [_std("norm", we, we, we, "norm1_proj", 2 * m * c), _linear(B * N, m * c, D, False, bits, "proj"),
+                _std("norm", pe, pe, pe, "norm2_proj", 2 * D, fused=True)]
+    rows += [_std("eltwise", pe, 2 * pe, pe, "add_2", fused=True),
+             _std("pixel_shuffle", 0, B * (N + 1) * D, B * (N + 1) * D, "cat", fused=True)]
+    return Rows.from_dicts(rows)
+
+
+@lru_cache(maxsize=_CACHE)
+def _outer_attn(B: int, N: int, D: int, oh: int, bits: int, gated: bool, dp: bool, inner: bool) -> Rows:
     te = B * (N + 1) * D
-    rows.append(_std("norm", te, te, te, p + "norm_out", 2 * D, fused=True))
-    rows += _attention(p + "attn_out.", B, N + 1, D, oh, bits, ga) + drop
-    rows.append(_std("eltwise", te, 2 * te, te, p + next(adds), fused=True))
-    rows.append(_std("norm", te, te, te, p + "norm_mlp", 2 * D, fused=True))
-    rows += _mlp(p + "mlp.", B * (N + 1), D, int(D * mlp), bits, gm) + drop
-    rows.append(_std("eltwise", te, 2 * te, te, p + next(adds), fused=True))
-    return _frozen(rows)
+    return Rows.from_dicts([_std("norm", te, te, te, "norm_out", 2 * D, fused=True),
+                            *_attention("attn_out.", B, N + 1, D, oh, bits, gated), *_drop(dp),
+                            _std("eltwise", te, 2 * te, te, "add_3" if inner else "add", fused=True),
+                            _std("norm", te, te, te, "norm_mlp", 2 * D, fused=True)])
 
 
-@lru_cache(maxsize=1024)
-def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, legacy: bool) -> tuple:
+@lru_cache(maxsize=_CACHE)
+def _outer_mlp(B: int, N: int, D: int, mlp: float, bits: int, gated: bool, dp: bool, inner: bool) -> Rows:
+    te = B * (N + 1) * D
+    return Rows.from_dicts([*_mlp("mlp.", B * (N + 1), D, int(D * mlp), bits, gated), *_drop(dp),
+                            _std("eltwise", te, 2 * te, te, "add_4" if inner else "add_1", fused=True)])
+
+
+@lru_cache(maxsize=4 * _CACHE)
+def _block(B: int, N: int, m: int, c: int, D: int, ih: int, oh: int, mlp: float, imlp: float, bits: int,
+           legacy: bool, inner: bool, dp: bool, ga: bool, gm: bool, gi: bool) -> Rows:
+    """Rows of a ``TNTBlock`` (``TNTBlock.forward``) for B images of N patches of m words, names
+    relative to ``blocks.<i>.``."""
+    parts = [_inner_attn(B, N, m, c, ih, bits, ga and gi, dp), _inner_mlp(B, N, m, c, imlp, bits, gm and gi, dp),
+             _inner_proj(B, N, m, c, D, bits, legacy)] if inner else []
+    parts += [_outer_attn(B, N, D, oh, bits, ga, dp, inner), _outer_mlp(B, N, D, mlp, bits, gm, dp, inner)]
+    return Rows.join(parts)
+
+
+@lru_cache(maxsize=_CACHE)
+def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, legacy: bool) -> RowBlock:
     """``PixelEmbed`` and the patch projection, class token and position embedding."""
     s = patch // wps
     k = 2 * s - 1
@@ -154,13 +181,17 @@ def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, 
         _std("pixel_shuffle", 0, te, te, "cat", fused=True),
         _std("eltwise", te, te + (N + 1) * D, te, "add", fused=True),
     ]
-    return _frozen(rows)
+    return RowBlock(Rows.from_dicts(rows))
 
 
-@lru_cache(maxsize=256)
-def _head(B: int, N: int, D: int, num_classes: int) -> tuple:
+@lru_cache(maxsize=_CACHE)
+def _head(B: int, N: int, D: int, num_classes: int) -> RowBlock:
     te = B * (N + 1) * D
-    return _frozen([_std("norm", te, te, te, "norm", 2 * D, fused=True), _linear(B, D, num_classes, True, 32, "head")])
+    return RowBlock(Rows.from_dicts([_std("norm", te, te, te, "norm", 2 * D, fused=True),
+                                     _linear(B, D, num_classes, True, 32, "head")]))
+
+
+_PREFIX = tuple(f"blocks.{i}." for i in range(64))
 
 
 def tnt_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 10) -> tuple:
@@ -190,9 +221,13 @@ def tnt_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, 
     flags = _inner_flags(arch.get("tnt.inner_blocks", "all"), depth)
     mlp, imlp = float(arch["tnt.mlp_ratio"]), float(arch.get("tnt.inner_mlp_ratio", 4))
     out = [_stem(B, C, H, W, patch, wps, c, D, legacy)]
+    variants: dict[tuple[bool, bool], Rows] = {}  # at most four distinct blocks per architecture
     for i in range(depth):
         dp = (rate * i / (depth - 1) if depth > 1 else 0.0) > 0
-        out.append(_block(i, B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, flags[i], dp, ga, gm, gi))
+        rows = variants.get((flags[i], dp))
+        if rows is None:
+            rows = variants[(flags[i], dp)] = _block(B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, flags[i], dp, ga, gm, gi)
+        out.append(RowBlock(rows, _PREFIX[i] if i < 64 else f"blocks.{i}."))
     out.append(_head(B, N, D, num_classes))
     return tuple(out)
 
