@@ -290,6 +290,7 @@ def _rows_index_many(many: Sequence[Any], dbits: float) -> bool:
     object and ``default_bits``; a joined ``Rows`` indexes its parts, so a part shared by many
     blocks is one set of table rows, and rows equal in content (the same layer in another block,
     under another name) are one table row: the engine computes each distinct row once."""
+    many = list({id(r): r for r in many}.values())
     leaves: dict[int, Any] = {}
     for rows in many:
         for leaf in (getattr(rows, "parts", ()) or (rows,)):
@@ -298,7 +299,10 @@ def _rows_index_many(many: Sequence[Any], dbits: float) -> bool:
     if leaves:
         new_leaves = list(leaves.values())
         data = [leaf.data for leaf in new_leaves]
-        arr = _rows_columns(np.concatenate(data) if len(data) > 1 else data[0], dbits)
+        if len(data) > 1:  # one buffer (np.concatenate would promote the fields of every array)
+            dt = data[0].dtype
+            data = [np.frombuffer(b"".join(d.astype(dt, copy=False).tobytes() for d in data), dtype=dt)]
+        arr = _rows_columns(data[0], dbits)
         if arr is None:
             return False
         _frozen_flush()
@@ -368,7 +372,7 @@ def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None
                 if ix is None:
                     pending.append((len(parts), rows))
                     parts.append(None)
-                    c += len(rows)
+                    c += rows.size
                     continue
             parts.append(ix)
             c += ix.size

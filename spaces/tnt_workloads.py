@@ -94,58 +94,34 @@ def _mlp(p: str, rows: int, dim: int, hidden: int, bits: int, gated: bool) -> li
 
 
 # Rows are written once per distinct group of numbers (``spaces.workload_rows``): a TNT block is
-# the join of five parts keyed by the few numbers each depends on (heavily shared between blocks
-# and architectures), and is handed over as a ``RowBlock`` under its prefix ``blocks.<i>.``, so
-# the batch path writes no dict per row and the cost model computes each distinct row once.
+# the join of small parts (a layer, an attention, an MLP) keyed by the few numbers each depends on,
+# so they are shared between blocks and architectures; the block is handed over as a ``RowBlock``
+# under its prefix ``blocks.<i>.``, so the batch path writes no dict per row and the cost model
+# computes each distinct row once.
 _CACHE = 1 << 15
 
 
-def _drop(dp: bool) -> list[dict]:
-    return [{"op": "identity", "ops": 0, "name": "drop_path"}] if dp else []
+@lru_cache(maxsize=_CACHE)
+def _one(op: str, ops: int, in_e: int, out_e: int, name: str, params: int = 0, fused: bool = False) -> Rows:
+    return Rows.from_dicts([_std(op, ops, in_e, out_e, name, params, fused)])
+
+
+_DROP = Rows.from_dicts([{"op": "identity", "ops": 0, "name": "drop_path"}])
 
 
 @lru_cache(maxsize=_CACHE)
-def _inner_attn(B: int, N: int, m: int, c: int, ih: int, bits: int, gated: bool, dp: bool) -> Rows:
-    BN, we = B * N, B * N * m * c
-    return Rows.from_dicts([_std("norm", we, we, we, "norm_in", 2 * c), *_attention("attn_in.", BN, m, c, ih, bits, gated),
-                            *_drop(dp), _std("eltwise", we, 2 * we, we, "add", fused=True),
-                            _std("norm", we, we, we, "norm_mlp_in", 2 * c, fused=True)])
+def _attn_rows(p: str, B: int, N: int, dim: int, heads: int, bits: int, gated: bool) -> Rows:
+    return Rows.from_dicts(_attention(p, B, N, dim, heads, bits, gated))
 
 
 @lru_cache(maxsize=_CACHE)
-def _inner_mlp(B: int, N: int, m: int, c: int, imlp: float, bits: int, gated: bool, dp: bool) -> Rows:
-    we = B * N * m * c
-    return Rows.from_dicts([*_mlp("mlp_in.", B * N * m, c, int(c * imlp), bits, gated), *_drop(dp),
-                            _std("eltwise", we, 2 * we, we, "add_1", fused=True)])
+def _mlp_rows(p: str, rows: int, dim: int, hidden: int, bits: int, gated: bool) -> Rows:
+    return Rows.from_dicts(_mlp(p, rows, dim, hidden, bits, gated))
 
 
 @lru_cache(maxsize=_CACHE)
-def _inner_proj(B: int, N: int, m: int, c: int, D: int, bits: int, legacy: bool) -> Rows:
-    we, pe = B * N * m * c, B * N * D
-    if legacy:
-        rows = [_std("norm", we, we, we, "norm1_proj", 2 * c, fused=True), _linear(B * N, m * c, D, True, bits, "proj")]
-    else:
-        rows = [_std("norm", we, we, we, "norm1_proj", 2 * m * c), _linear(B * N, m * c, D, False, bits, "proj"),
-                _std("norm", pe, pe, pe, "norm2_proj", 2 * D, fused=True)]
-    rows += [_std("eltwise", pe, 2 * pe, pe, "add_2", fused=True),
-             _std("pixel_shuffle", 0, B * (N + 1) * D, B * (N + 1) * D, "cat", fused=True)]
-    return Rows.from_dicts(rows)
-
-
-@lru_cache(maxsize=_CACHE)
-def _outer_attn(B: int, N: int, D: int, oh: int, bits: int, gated: bool, dp: bool, inner: bool) -> Rows:
-    te = B * (N + 1) * D
-    return Rows.from_dicts([_std("norm", te, te, te, "norm_out", 2 * D, fused=True),
-                            *_attention("attn_out.", B, N + 1, D, oh, bits, gated), *_drop(dp),
-                            _std("eltwise", te, 2 * te, te, "add_3" if inner else "add", fused=True),
-                            _std("norm", te, te, te, "norm_mlp", 2 * D, fused=True)])
-
-
-@lru_cache(maxsize=_CACHE)
-def _outer_mlp(B: int, N: int, D: int, mlp: float, bits: int, gated: bool, dp: bool, inner: bool) -> Rows:
-    te = B * (N + 1) * D
-    return Rows.from_dicts([*_mlp("mlp.", B * (N + 1), D, int(D * mlp), bits, gated), *_drop(dp),
-                            _std("eltwise", te, 2 * te, te, "add_4" if inner else "add_1", fused=True)])
+def _lin_rows(rows: int, fin: int, fout: int, bias: bool, bits: int, name: str) -> Rows:
+    return Rows.from_dicts([_linear(rows, fin, fout, bias, bits, name)])
 
 
 @lru_cache(maxsize=4 * _CACHE)
@@ -153,9 +129,26 @@ def _block(B: int, N: int, m: int, c: int, D: int, ih: int, oh: int, mlp: float,
            legacy: bool, inner: bool, dp: bool, ga: bool, gm: bool, gi: bool) -> Rows:
     """Rows of a ``TNTBlock`` (``TNTBlock.forward``) for B images of N patches of m words, names
     relative to ``blocks.<i>.``."""
-    parts = [_inner_attn(B, N, m, c, ih, bits, ga and gi, dp), _inner_mlp(B, N, m, c, imlp, bits, gm and gi, dp),
-             _inner_proj(B, N, m, c, D, bits, legacy)] if inner else []
-    parts += [_outer_attn(B, N, D, oh, bits, ga, dp, inner), _outer_mlp(B, N, D, mlp, bits, gm, dp, inner)]
+    drop = [_DROP] if dp else []
+    parts: list[Rows] = []
+    adds = iter(["add", "add_1", "add_2", "add_3", "add_4"])
+    if inner:
+        we, pe = B * N * m * c, B * N * D
+        parts += [_one("norm", we, we, we, "norm_in", 2 * c), _attn_rows("attn_in.", B * N, m, c, ih, bits, ga and gi), *drop,
+                  _one("eltwise", we, 2 * we, we, next(adds), 0, True), _one("norm", we, we, we, "norm_mlp_in", 2 * c, True),
+                  _mlp_rows("mlp_in.", B * N * m, c, int(c * imlp), bits, gm and gi), *drop,
+                  _one("eltwise", we, 2 * we, we, next(adds), 0, True)]
+        if legacy:
+            parts += [_one("norm", we, we, we, "norm1_proj", 2 * c, True), _lin_rows(B * N, m * c, D, True, bits, "proj")]
+        else:
+            parts += [_one("norm", we, we, we, "norm1_proj", 2 * m * c), _lin_rows(B * N, m * c, D, False, bits, "proj"),
+                      _one("norm", pe, pe, pe, "norm2_proj", 2 * D, True)]
+        parts += [_one("eltwise", pe, 2 * pe, pe, next(adds), 0, True),
+                  _one("pixel_shuffle", 0, B * (N + 1) * D, B * (N + 1) * D, "cat", 0, True)]
+    te = B * (N + 1) * D
+    parts += [_one("norm", te, te, te, "norm_out", 2 * D, True), _attn_rows("attn_out.", B, N + 1, D, oh, bits, ga), *drop,
+              _one("eltwise", te, 2 * te, te, next(adds), 0, True), _one("norm", te, te, te, "norm_mlp", 2 * D, True),
+              _mlp_rows("mlp.", B * (N + 1), D, int(D * mlp), bits, gm), *drop, _one("eltwise", te, 2 * te, te, next(adds), 0, True)]
     return Rows.join(parts)
 
 

@@ -29,6 +29,8 @@ NUMBER_KEYS = ("ops", "params", "in_elems", "out_elems", "in_channels", "out_cha
                "w_bits", "a_bits", "active_ratio", "transform_ops", "tiles")
 # flags: 1 / 0 = the key with True / False, -1 = absent
 FLAG_KEYS = ("fused", "float")
+_KEYS = frozenset({"op", "name", *NUMBER_KEYS, *FLAG_KEYS})
+_NANS, _ABSENT = (NAN,) * len(NUMBER_KEYS), (-1,) * len(FLAG_KEYS)
 ROW_DTYPE = np.dtype([("op", "U24"), *((k, np.float64) for k in NUMBER_KEYS), *((k, np.int8) for k in FLAG_KEYS)])
 
 
@@ -39,7 +41,7 @@ class Rows:
     cost model then stores each part once and indexes it from every block that contains it (a
     joined ``Rows`` keeps only its parts; its ``data`` and ``names`` are built when asked for)."""
 
-    __slots__ = ("_data", "_names", "parts")
+    __slots__ = ("_data", "_names", "parts", "size")
 
     def __init__(self, data: np.ndarray | None, names: Sequence[str] | None, parts: tuple["Rows", ...] = ()) -> None:
         if not parts:
@@ -50,6 +52,7 @@ class Rows:
         self._data = data
         self._names = names
         self.parts = parts
+        self.size = sum(p.size for p in parts) if parts else data.size  # type: ignore[union-attr]
 
     @property
     def data(self) -> np.ndarray:
@@ -70,11 +73,10 @@ class Rows:
         rows = list(rows)
         recs = []
         for d in rows:
-            unknown = set(d) - {"op", "name", *NUMBER_KEYS, *FLAG_KEYS}
-            if unknown:
-                raise ValueError(f"Rows.from_dicts: row {d.get('name')!r} has keys Rows cannot hold: {sorted(unknown)}")
-            recs.append((d["op"], *(NAN if d.get(k) is None else d[k] for k in NUMBER_KEYS),
-                         *(-1 if k not in d else int(bool(d[k])) for k in FLAG_KEYS)))
+            if not _KEYS.issuperset(d):
+                raise ValueError(f"Rows.from_dicts: row {d.get('name')!r} has keys Rows cannot hold: {sorted(set(d) - _KEYS)}")
+            g = d.get  # a missing (or None) number becomes NaN, a missing flag -1
+            recs.append((d["op"], *map(g, NUMBER_KEYS, _NANS), *map(g, FLAG_KEYS, _ABSENT)))
         return cls(np.array(recs, dtype=ROW_DTYPE), [str(d.get("name", "")) for d in rows])
 
     @classmethod
@@ -86,7 +88,7 @@ class Rows:
         return cls(None, None, flat)
 
     def __len__(self) -> int:
-        return sum(p.data.size for p in self.parts) if self.parts else self.data.size
+        return self.size
 
     def dicts(self, prefix: str = "") -> tuple[Mapping[str, Any], ...]:
         """The rows as read-only dicts, names prefixed (ints where the number is whole)."""
@@ -123,7 +125,7 @@ class RowBlock(Sequence):
         return self._dicts
 
     def __len__(self) -> int:
-        return len(self.workload_rows)
+        return self.workload_rows.size
 
     def __getitem__(self, i):  # type: ignore[override]
         return self._rows()[i]
