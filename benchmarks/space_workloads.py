@@ -1,7 +1,8 @@
 """Throughput of the config-level cost path (architecture dict -> CostReport, no torch) vs tracing.
 
 Run:  python benchmarks/space_workloads.py [--archs 10000] [--repeats 3] [--traced 20] [--spaces NAME ...]
-      (default: every built-in space: addernet-resnet fbnet tnt edsr-fadn detector)
+      (default: every built-in space: addernet-resnet fbnet tnt edsr-fadn detector gan-generator
+      gan-generator-sr)
 
 For each space with a ``workloads_fn``, on the same sampled architectures (best of ``repeats``),
 two paths from architecture dicts to summary ``CostReport``s, with identical numbers:
@@ -36,7 +37,7 @@ import hw_cost  # noqa: E402
 import spaces  # noqa: E402
 
 SHAPES = {"addernet-resnet": (1, 1, 8, 8), "fbnet": (1, 3, 32, 32), "tnt": (1, 1, 8, 8), "edsr-fadn": (1, 3, 24, 24),
-          "detector": (1, 1, 64, 64)}
+          "detector": (1, 1, 64, 64), "gan-generator": (1, 3, 32, 32), "gan-generator-sr": (1, 3, 24, 24)}
 DYNAMIC = ("manidp.enabled", "fadn.enabled")  # data-dependent networks are costed on measured data (traced)
 
 
