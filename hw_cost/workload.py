@@ -249,6 +249,41 @@ def _block_index(block: Any, dbits: float) -> np.ndarray | None:
     return ix
 
 
+def _blocks_index_many(blocks: Sequence[tuple], dbits: float) -> bool:
+    """Index blocks of read-only dicts: the rows not converted yet, of all blocks at once, by the
+    fast conversion and one vectorised number check; a batch it cannot take goes block by block
+    through ``_block_index`` (exact errors, uncosted rows). False when a block cannot be indexed."""
+    blocks = list({id(b): b for b in blocks}.values())
+    new: dict[int, Any] = {}
+    idx = _FROZEN_IDX
+    for b in blocks:
+        for d in b:
+            if type(d) is not _FROZEN:
+                return False
+            if (id(d), dbits) not in idx:
+                new[id(d)] = d
+    arr = None
+    if new:
+        try:
+            arr = np.array([_fast_row(d, 0, dbits) for d in new.values()], dtype=WORKLOAD_DTYPE)
+            if _bad_rows(arr).any():
+                arr = None
+        except Exception:
+            arr = None
+        if arr is None:
+            return all(_block_index(b, dbits) is not None for b in blocks)
+        _frozen_flush()
+        _FROZEN_TABLE.append(arr)
+        for d in new.values():
+            idx[(id(d), dbits)] = len(_FROZEN_NAMES)
+            _FROZEN_KEEP.append(d)
+            _FROZEN_NAMES.append(str(d["name"]) if d.get("name") else "")
+    for b in blocks:
+        _BLOCK_IDX[(id(b), dbits)] = np.array([idx[(id(d), dbits)] for d in b], dtype=np.int64)
+        _FROZEN_KEEP.append(b)
+    return True
+
+
 def _rows_columns(data: np.ndarray, dbits: float) -> np.ndarray | None:
     """A space's numeric rows (``spaces.workload_rows.ROW_DTYPE``: NaN = key absent, flag -1 =
     absent) -> ``WORKLOAD_DTYPE`` rows, vectorised, by the rules of the dict conversion
@@ -351,6 +386,7 @@ def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None
     parts: list[Any] = []
     counts: list[int] = []
     pending: list[tuple[int, Any]] = []  # (position in parts, Rows) not converted yet
+    pending_t: list[tuple[int, tuple]] = []  # (position in parts, block of read-only dicts) not indexed yet
     get = _BLOCK_IDX.get
     tup = tuple
     for blocks in batch:
@@ -361,9 +397,10 @@ def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None
             if type(b) is tup:
                 ix = get((id(b), dbits))
                 if ix is None:
-                    ix = _block_index(b, dbits)
-                    if ix is None:
-                        return None
+                    pending_t.append((len(parts), b))
+                    parts.append(None)
+                    c += len(b)
+                    continue
             else:
                 rows = getattr(b, "workload_rows", None)  # a RowBlock: its shared numeric rows
                 if rows is None:
@@ -377,6 +414,11 @@ def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None
             parts.append(ix)
             c += ix.size
         counts.append(c)
+    if pending_t:  # every new block of read-only dicts of the batch converted together
+        if not _blocks_index_many([b for _, b in pending_t], dbits):
+            return None
+        for pos, b in pending_t:
+            parts[pos] = _BLOCK_IDX[(id(b), dbits)]
     if pending:  # every new Rows of the batch converted in one numpy pass
         if not _rows_index_many([r for _, r in pending], dbits):
             return None
