@@ -10,18 +10,19 @@ is ``tests/hw_cost/test_space_contract.py`` (every registered space). It mirrors
 (conv with bias in ``params``, depthwise ``dwconv``, instance norm without parameters, ReLU,
 nearest upsampling, pixel shuffle, sigmoid) including the ``fused`` rule: a norm, ReLU, add or
 pixel shuffle that consumes the output of the op recorded just before it. A skipped cell is an
-identity: no rows. Rows are cached read-only per cell (``hw_cost.blocks_to_array`` converts each
-distinct cell once; see ``fbnet_workloads``).
+identity: no rows. Each cell's rows are written once per distinct set of numbers as ``Rows``
+(``spaces.workload_rows``, names relative to the cell) and handed over as ``RowBlock``s under the
+cell's prefix, so cells equal but for their place share one set of rows.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from spaces.addernet_resnet_workloads import _conv_workload, _Rows
 from spaces.gan_generator import (DEC_CELLS, ENC_CELLS, N_BODY, N_BODY_SR, body_cells, sr_widths, translation_widths)
+from spaces.workload_rows import RowBlock, Rows, row_block
 from spaces.workload_shapes import check_shape, out_size
 
 
@@ -88,81 +89,84 @@ def _op_rows(r: _GanRows, prefix: str, op: str, family: str, bits: int, cin: int
     raise ValueError(f"op: expected one of conv3x3, conv1x1, resblock, dwsep, dil3x3, found {op!r}")
 
 
-def _frozen(r: _GanRows) -> tuple:
-    return tuple(MappingProxyType(d) for d in r.rows)
+def _frozen(r: _GanRows) -> Rows:
+    return Rows.from_dicts(r.rows)
 
 
 _CACHE = 1 << 14
 
 
 @lru_cache(maxsize=_CACHE)
-def _res_cell(key: str, keep: bool, op: str, family: str, bits: int, trunk: int, inner: int, n: int, h: int, w: int,
-              norm: bool, dbits: int | None) -> tuple:
-    """``x + op(act(norm(x)))``; a skipped cell is an identity (no rows)."""
+def _res_cell(op: str, family: str, bits: int, trunk: int, inner: int, n: int, h: int, w: int, norm: bool,
+              dbits: int | None) -> Rows:
+    """``x + op(act(norm(x)))`` (names relative to the cell's ``cells.<cell>.``)."""
     r = _GanRows(n, dbits)
-    if not keep:
-        return ()
     e = n * trunk * h * w
     if norm:
-        r.elt(f"{key}.norm", "norm", e)
-    r.elt(f"{key}.act", "eltwise", e)
-    _op_rows(r, f"{key}.op", op, family, bits, trunk, trunk, inner, h, w, 1, norm)
-    r.elt(f"{key}.add", "eltwise", e, 2 * e)
+        r.elt("norm", "norm", e)
+    r.elt("act", "eltwise", e)
+    _op_rows(r, "op", op, family, bits, trunk, trunk, inner, h, w, 1, norm)
+    r.elt("add", "eltwise", e, 2 * e)
     return _frozen(r)
 
 
 @lru_cache(maxsize=_CACHE)
-def _stem(n: int, c: int, stem: int, h: int, w: int, norm: bool, dbits: int | None) -> tuple:
+def _stem(n: int, c: int, stem: int, h: int, w: int, norm: bool, dbits: int | None) -> RowBlock:
     r = _GanRows(n, dbits)
     r.conv("stem.0", c, stem, h, w, 7, bias=not norm)
     if norm:
         r.elt("stem.1", "norm", n * stem * h * w)
     r.elt("stem.2", "eltwise", n * stem * h * w)
-    return _frozen(r)
+    return row_block(_frozen(r))
 
 
 @lru_cache(maxsize=_CACHE)
-def _enc_cell(key: str, op: str, family: str, bits: int, prev: int, out: int, n: int, h: int, w: int, norm: bool,
-              dbits: int | None) -> tuple:
+def _enc_cell(op: str, family: str, bits: int, prev: int, out: int, n: int, h: int, w: int, norm: bool,
+              dbits: int | None) -> Rows:
     r = _GanRows(n, dbits)
-    h, w = _op_rows(r, f"{key}.op", op, family, bits, prev, out, out, h, w, 2, norm)
+    h, w = _op_rows(r, "op", op, family, bits, prev, out, out, h, w, 2, norm)
     if norm:
-        r.elt(f"{key}.norm", "norm", n * out * h * w)
-    r.elt(f"{key}.act", "eltwise", n * out * h * w)
+        r.elt("norm", "norm", n * out * h * w)
+    r.elt("act", "eltwise", n * out * h * w)
     return _frozen(r)
 
 
 @lru_cache(maxsize=_CACHE)
-def _dec_cell(key: str, op: str, family: str, bits: int, prev: int, out: int, n: int, h: int, w: int, norm: bool,
-              skip: tuple | None, add_name: str, dbits: int | None) -> tuple:
-    """Upsampling, the op, norm, act and (``skip`` = (name, channels, h, w) of the encoder
-    feature) the skip's 1x1 conv and add; ``h``, ``w`` before upsampling."""
+def _dec_cell(op: str, family: str, bits: int, prev: int, out: int, n: int, h: int, w: int, norm: bool,
+              dbits: int | None) -> Rows:
+    """Upsampling, the op, norm and act (names relative to the cell); ``h``, ``w`` before upsampling."""
     r = _GanRows(n, dbits)
     r.std({"op": "upsample", "ops": 0, "params": 0, "in_elems": n * prev * h * w, "out_elems": n * prev * 4 * h * w,
-           "name": f"{key}.pre"})
+           "name": "pre"})
     h, w = 2 * h, 2 * w
-    _op_rows(r, f"{key}.op", op, family, bits, prev, out, out, h, w, 1, norm)
+    _op_rows(r, "op", op, family, bits, prev, out, out, h, w, 1, norm)
     e = n * out * h * w
     if norm:
-        r.elt(f"{key}.norm", "norm", e)
-    r.elt(f"{key}.act", "eltwise", e)
-    if skip is not None:
-        name, src, sh, sw = skip
-        r.conv(name, src, out, sh, sw, 1)
-        r.elt(add_name, "eltwise", e, 2 * e)
+        r.elt("norm", "norm", e)
+    r.elt("act", "eltwise", e)
     return _frozen(r)
 
 
 @lru_cache(maxsize=_CACHE)
-def _head(n: int, prev: int, c_out: int, h: int, w: int, dbits: int | None) -> tuple:
+def _skip(name: str, add_name: str, src: int, out: int, n: int, sh: int, sw: int, e: int, dbits: int | None) -> RowBlock:
+    """A U-Net skip: the encoder feature's 1x1 conv and the add of ``e`` elements (after the
+    decoder cell's act)."""
+    r = _GanRows(n, dbits)
+    r.conv(name, src, out, sh, sw, 1)
+    r.elt(add_name, "eltwise", e, 2 * e)
+    return row_block(_frozen(r))
+
+
+@lru_cache(maxsize=_CACHE)
+def _head(n: int, prev: int, c_out: int, h: int, w: int, dbits: int | None) -> RowBlock:
     r = _GanRows(n, dbits)
     r.conv("head.0", prev, c_out, h, w, 7, bias=True)
     r.elt("head.1", "gelu", n * c_out * h * w, fused=False)
-    return _frozen(r)
+    return row_block(_frozen(r))
 
 
 def _cell_labels(cell: str) -> tuple[str, str, str, str, str, str]:
-    return (f"cells.{cell.replace('.', '_')}", f"{cell}.keep", f"{cell}.op", f"{cell}.family", f"{cell}.bits", cell)
+    return (f"cells.{cell.replace('.', '_')}.", f"{cell}.keep", f"{cell}.op", f"{cell}.family", f"{cell}.bits", cell)
 
 
 _ENC = tuple(_cell_labels(c) for c in ENC_CELLS)
@@ -173,7 +177,7 @@ _BODY_SR = tuple(_cell_labels(c) for c in body_cells(N_BODY_SR))
 
 def _body(arch: Mapping[str, Any], cells: tuple, wd: Mapping[str, int], trunk: int, n: int, h: int, w: int, norm: bool,
           dbits: int | None) -> list[tuple]:
-    return [_res_cell(key, True, arch[op], arch[fam], int(arch[bt]), trunk, wd.get(cell, trunk), n, h, w, norm, dbits)
+    return [row_block(_res_cell(arch[op], arch[fam], int(arch[bt]), trunk, wd.get(cell, trunk), n, h, w, norm, dbits), key)
             if arch.get(kp, True) else () for key, kp, op, fam, bt, cell in cells]  # a skipped cell: no rows
 
 
@@ -197,7 +201,7 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     prev = stem
     for key, _kp, op, fam, bt, cell in _ENC:
         o = wd[cell]
-        out.append(_enc_cell(key, arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits))
+        out.append(row_block(_enc_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
         h, w = out_size(h, 3, 2), out_size(w, 3, 2)
         feats.append((o, h, w))
         prev = o
@@ -206,13 +210,12 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     adds = 0
     for level, (key, _kp, op, fam, bt, cell) in enumerate(_DEC):
         o = wd[cell]
-        skip = None
+        out.append(row_block(_dec_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
         if arch[f"unet.skip{level + 1}"]:
             src, sh, sw = feats[len(ENC_CELLS) - 1 - level]
-            skip = (f"skips.skip{level + 1}", src, sh, sw)
-        out.append(_dec_cell(key, arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, skip,
-                             "add" if adds == 0 else f"add_{adds}", dbits))
-        adds += skip is not None
+            out.append(_skip(f"skips.skip{level + 1}", "add" if adds == 0 else f"add_{adds}", src, o, n, sh, sw,
+                             n * o * 4 * h * w, dbits))
+            adds += 1
         h, w = 2 * h, 2 * w
         prev = o
     out.append(_head(n, prev, c_out, h, w, dbits))
@@ -227,14 +230,14 @@ def gan_generator_workloads(arch: Mapping[str, Any], input_shape: Sequence[int],
 
 
 @lru_cache(maxsize=_CACHE)
-def _sr_head(n: int, c: int, trunk: int, h: int, w: int, dbits: int | None) -> tuple:
+def _sr_head(n: int, c: int, trunk: int, h: int, w: int, dbits: int | None) -> RowBlock:
     r = _GanRows(n, dbits)
     r.conv("head", c, trunk, h, w, 3, bias=True)
-    return _frozen(r)
+    return row_block(_frozen(r))
 
 
 @lru_cache(maxsize=_CACHE)
-def _sr_tail(n: int, trunk: int, c_out: int, h: int, w: int, s: int, dbits: int | None) -> tuple:
+def _sr_tail(n: int, trunk: int, c_out: int, h: int, w: int, s: int, dbits: int | None) -> RowBlock:
     r = _GanRows(n, dbits)
     r.conv("body_conv", trunk, trunk, h, w, 3, bias=True)
     e = n * trunk * h * w
@@ -245,7 +248,7 @@ def _sr_tail(n: int, trunk: int, c_out: int, h: int, w: int, s: int, dbits: int 
         r.elt(f"upsample.{2 * i + 1}", "pixel_shuffle", n * ch * h * w, ops=0)
         h, w = f * h, f * w
     r.conv("tail", trunk, c_out, h, w, 3, bias=True)
-    return _frozen(r)
+    return row_block(_frozen(r))
 
 
 def gan_generator_sr_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, scale: int | None = None,

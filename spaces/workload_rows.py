@@ -18,6 +18,7 @@ sees ordinary rows and flattening an architecture's blocks still gives its ``wor
 
 from __future__ import annotations
 
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -41,9 +42,10 @@ class Rows:
     cost model then stores each part once and indexes it from every block that contains it (a
     joined ``Rows`` keeps only its parts; its ``data`` and ``names`` are built when asked for)."""
 
-    __slots__ = ("_data", "_names", "parts", "size")
+    __slots__ = ("_data", "_names", "_extra", "parts", "size")
 
-    def __init__(self, data: np.ndarray | None, names: Sequence[str] | None, parts: tuple["Rows", ...] = ()) -> None:
+    def __init__(self, data: np.ndarray | None, names: Sequence[str] | None, parts: tuple["Rows", ...] = (),
+                 extra: Sequence[Mapping[str, Any] | None] | None = None) -> None:
         if not parts:
             if data is None or data.dtype != ROW_DTYPE or data.ndim != 1 or names is None or len(names) != data.size:
                 raise ValueError("Rows: expected a 1-d spaces.workload_rows.ROW_DTYPE array and one name per row")
@@ -51,6 +53,8 @@ class Rows:
             names = tuple(names)
         self._data = data
         self._names = names
+        # keys the cost model does not read (``weight_bytes``, ...), per row, kept for the dicts
+        self._extra = tuple(extra) if extra is not None and any(extra) else None
         self.parts = parts
         self.size = sum(p.size for p in parts) if parts else data.size  # type: ignore[union-attr]
 
@@ -67,17 +71,24 @@ class Rows:
             self._names = tuple(n for p in self.parts for n in p.names)
         return self._names
 
+    @property
+    def extra(self) -> tuple[Mapping[str, Any] | None, ...] | None:
+        if self.parts and self._extra is None and any(p.extra for p in self.parts):
+            self._extra = tuple(e for p in self.parts for e in (p.extra or (None,) * p.size))
+        return self._extra
+
     @classmethod
     def from_dicts(cls, rows: Iterable[Mapping[str, Any]]) -> "Rows":
-        """``Rows`` of row dicts written as usual (once per distinct group: the caller caches it)."""
+        """``Rows`` of row dicts written as usual (once per distinct group: the caller caches it).
+        Keys the cost model does not read (``weight_bytes``, ...) are kept aside for the dicts."""
         rows = list(rows)
         recs = []
+        extra: list[dict | None] = []
         for d in rows:
-            if not _KEYS.issuperset(d):
-                raise ValueError(f"Rows.from_dicts: row {d.get('name')!r} has keys Rows cannot hold: {sorted(set(d) - _KEYS)}")
             g = d.get  # a missing (or None) number becomes NaN, a missing flag -1
             recs.append((d["op"], *map(g, NUMBER_KEYS, _NANS), *map(g, FLAG_KEYS, _ABSENT)))
-        return cls(np.array(recs, dtype=ROW_DTYPE), [str(d.get("name", "")) for d in rows])
+            extra.append(None if _KEYS.issuperset(d) else {k: v for k, v in d.items() if k not in _KEYS})
+        return cls(np.array(recs, dtype=ROW_DTYPE), [str(d.get("name", "")) for d in rows], extra=extra)
 
     @classmethod
     def join(cls, parts: Sequence["Rows"]) -> "Rows":
@@ -94,7 +105,8 @@ class Rows:
         """The rows as read-only dicts, names prefixed (ints where the number is whole)."""
         out = []
         keys = ROW_DTYPE.names[1:]
-        for name, rec in zip(self.names, self.data.tolist()):
+        extra = self.extra or (None,) * self.size
+        for name, rec, ex in zip(self.names, self.data.tolist(), extra):
             d: dict[str, Any] = {"op": rec[0]}
             for k, v in zip(keys, rec[1:]):
                 if k in FLAG_KEYS:
@@ -102,6 +114,8 @@ class Rows:
                         d[k] = bool(v)
                 elif v == v:  # not NaN
                     d[k] = int(v) if v.is_integer() and abs(v) < 2 ** 53 else v
+            if ex:
+                d.update(ex)
             d["name"] = prefix + name
             out.append(MappingProxyType(d))
         return tuple(out)
@@ -140,3 +154,10 @@ class RowBlock(Sequence):
 
     def __repr__(self) -> str:
         return f"RowBlock({len(self)} rows, prefix={self.prefix!r})"
+
+
+@lru_cache(maxsize=1 << 16)
+def row_block(rows: Rows, prefix: str = "") -> RowBlock:
+    """The ``RowBlock`` of ``rows`` under ``prefix``, one object per pair: the dicts it builds when
+    iterated (the per-architecture path) are built once."""
+    return RowBlock(rows, prefix)
