@@ -173,6 +173,24 @@ _ENC = tuple(_cell_labels(c) for c in ENC_CELLS)
 _DEC = tuple(_cell_labels(c) for c in DEC_CELLS)
 _BODY = tuple(_cell_labels(c) for c in body_cells(N_BODY))
 _BODY_SR = tuple(_cell_labels(c) for c in body_cells(N_BODY_SR))
+_SKIPS = tuple(f"unet.skip{i + 1}" for i in range(len(DEC_CELLS)))
+
+
+_NO = object()
+_WIDTH_LABELS = ("enc.stem.width", *(f"{c}.width" for c in (*ENC_CELLS, *DEC_CELLS, *body_cells(N_BODY))))
+_WIDTHS: dict[tuple, dict[str, int]] = {}
+
+
+def _widths(arch: Mapping[str, Any], base_width: int) -> dict[str, int]:
+    """``translation_widths``, memoised on the architecture's width values (the same few values
+    recur; the widths are computed per architecture on the batch path)."""
+    key = (base_width, *map(arch.get, _WIDTH_LABELS, (_NO,) * len(_WIDTH_LABELS)))
+    wd = _WIDTHS.get(key)
+    if wd is None:
+        if len(_WIDTHS) > _CACHE:
+            _WIDTHS.clear()
+        wd = _WIDTHS[key] = translation_widths(arch, base_width)
+    return wd
 
 
 def _body(arch: Mapping[str, Any], cells: tuple, wd: Mapping[str, int], trunk: int, n: int, h: int, w: int, norm: bool,
@@ -194,7 +212,7 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     has_norm = norm == "instance"
     c_out = c if out_channels is None else int(out_channels)
     dbits = None if default_bits is None else int(default_bits)
-    wd = translation_widths(arch, int(base_width))
+    wd = _widths(arch, int(base_width))
     stem = wd["enc.stem"]
     out = [_stem(n, c, stem, h, w, has_norm, dbits)]
     feats = [(stem, h, w)]
@@ -211,7 +229,7 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     for level, (key, _kp, op, fam, bt, cell) in enumerate(_DEC):
         o = wd[cell]
         out.append(row_block(_dec_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
-        if arch[f"unet.skip{level + 1}"]:
+        if arch[_SKIPS[level]]:
             src, sh, sw = feats[len(ENC_CELLS) - 1 - level]
             out.append(_skip(f"skips.skip{level + 1}", "add" if adds == 0 else f"add_{adds}", src, o, n, sh, sw,
                              n * o * 4 * h * w, dbits))
