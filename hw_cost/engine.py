@@ -165,6 +165,9 @@ class _Gathered(dict):
         return v
 
 
+_BOOLS = np.array([0.0, 1.0])
+
+
 def _at(L: dict[str, Any], key: str, rows: Any) -> np.ndarray:
     """``L[key][rows]``; on gathered terms not gathered yet, taken from the distinct rows directly
     (the same values without gathering the whole column)."""
@@ -173,11 +176,12 @@ def _at(L: dict[str, Any], key: str, rows: Any) -> np.ndarray:
     return L[key][rows]
 
 
-def _group_max(key: np.ndarray, vals: np.ndarray, size: int) -> np.ndarray:
+def _group_max(key: np.ndarray, vals: np.ndarray, size: int, values: np.ndarray | None = None) -> np.ndarray:
     """``out[k] = max(0, vals[key == k])``: one bincount per distinct value when there are few
-    (bit widths: a handful), ``np.maximum.at`` otherwise; the max is exact either way."""
+    (bit widths: a handful), ``np.maximum.at`` otherwise; the max is exact either way. ``values``:
+    a superset of the values in ``vals`` (the distinct rows' column), cheaper to sort."""
     out = np.zeros(size)
-    u = np.unique(vals) if vals.size else vals
+    u = (np.unique(vals) if values is None else np.unique(values)) if vals.size else vals
     if u.size > 16:
         np.maximum.at(out, key, vals)
         return out
@@ -259,14 +263,15 @@ def _kind_stats(L: dict[str, Any], n_arch: int):
     key = arch[mac] * 3 + kind[mac]
     kops = np.bincount(key, weights=L["ops_eff"][mac], minlength=3 * n_arch).astype(np.float64).reshape(n_arch, 3)
     kcnt = np.bincount(key, minlength=3 * n_arch).reshape(n_arch, 3)
-    ka = _group_max(key, _at(L, "ab", mac), 3 * n_arch)
-    kw = _group_max(key, _at(L, "wb", mac), 3 * n_arch)
-    kf = _group_max(key, _at(L, "flt", mac).astype(np.float64), 3 * n_arch)
+    T = L._terms if isinstance(L, _Gathered) else {}
+    ka = _group_max(key, _at(L, "ab", mac), 3 * n_arch, T.get("ab"))
+    kw = _group_max(key, _at(L, "wb", mac), 3 * n_arch, T.get("wb"))
+    kf = _group_max(key, _at(L, "flt", mac).astype(np.float64), 3 * n_arch, _BOOLS if T else None)
     vm = _IS_VECMOVE[kind] & ~L["fused"]   # fused ops run in the array's output stage: no unit of their own
     skey = arch[vm] * _NS + _at(L, "sfu", vm)
     scnt = np.bincount(skey, minlength=_NS * n_arch).reshape(n_arch, _NS)
-    sa = _group_max(skey, _at(L, "ab", vm), _NS * n_arch)
-    sf = _group_max(skey, _at(L, "flt", vm).astype(np.float64), _NS * n_arch)
+    sa = _group_max(skey, _at(L, "ab", vm), _NS * n_arch, T.get("ab"))
+    sf = _group_max(skey, _at(L, "flt", vm).astype(np.float64), _NS * n_arch, _BOOLS if T else None)
     wino_any = np.bincount(arch[_at(L, "wino", slice(None))], minlength=n_arch) > 0
     return (kops, kcnt > 0, ka.reshape(n_arch, 3), kw.reshape(n_arch, 3), kf.reshape(n_arch, 3) > 0,
             scnt > 0, sa.reshape(n_arch, _NS), sf.reshape(n_arch, _NS) > 0, wino_any)

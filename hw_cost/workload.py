@@ -376,11 +376,15 @@ def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None
     """Architectures given as sequences of *blocks* -> a ``WorkloadBatch``, without touching rows.
 
     A block is a tuple of read-only rows (``types.MappingProxyType``) that a space's ``workloads_fn``
-    caches and shares between architectures (``SearchSpace.workload_blocks`` returns them): each
-    distinct block is converted once, so assembling a batch costs one index concatenation and one
-    gather, no Python work per row. Returns None when a block holds a row that is not read-only or
-    not costed, or an architecture is None: the caller then uses ``workloads_to_array`` on the
-    flattened rows (same numbers, with names, uncosted lists and exact error messages)."""
+    caches and shares between architectures (``SearchSpace.workload_blocks`` returns them), or a
+    block with a ``workload_rows`` attribute (``spaces.workload_rows.RowBlock``: numeric rows the
+    space wrote once, under a name prefix). Each distinct block (each distinct ``Rows``) is
+    converted once, the new ones of a batch together in one numpy pass, so assembling a batch
+    costs one lookup per block, one index concatenation and one gather, no Python work per row;
+    rows of ``Rows`` are stored once per content. Returns None when a block holds a row that is
+    not read-only or not costed, or an architecture is None: the caller then uses
+    ``workloads_to_array`` on the flattened rows (same numbers, with names, uncosted lists and
+    exact error messages)."""
     dbits = 32.0 if default_bits is None else float(default_bits)
     _frozen_trim()
     parts: list[Any] = []

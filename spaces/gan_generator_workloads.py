@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from spaces.addernet_resnet_workloads import _conv_workload, _Rows
 from spaces.gan_generator import (DEC_CELLS, ENC_CELLS, N_BODY, N_BODY_SR, body_cells, sr_widths, translation_widths)
-from spaces.workload_rows import RowBlock, Rows, row_block
+from spaces.workload_rows import RowBlock, Rows
 from spaces.workload_shapes import check_shape, out_size
 
 
@@ -117,7 +117,7 @@ def _stem(n: int, c: int, stem: int, h: int, w: int, norm: bool, dbits: int | No
     if norm:
         r.elt("stem.1", "norm", n * stem * h * w)
     r.elt("stem.2", "eltwise", n * stem * h * w)
-    return row_block(_frozen(r))
+    return RowBlock(_frozen(r))
 
 
 @lru_cache(maxsize=_CACHE)
@@ -154,7 +154,7 @@ def _skip(name: str, add_name: str, src: int, out: int, n: int, sh: int, sw: int
     r = _GanRows(n, dbits)
     r.conv(name, src, out, sh, sw, 1)
     r.elt(add_name, "eltwise", e, 2 * e)
-    return row_block(_frozen(r))
+    return RowBlock(_frozen(r))
 
 
 @lru_cache(maxsize=_CACHE)
@@ -162,7 +162,7 @@ def _head(n: int, prev: int, c_out: int, h: int, w: int, dbits: int | None) -> R
     r = _GanRows(n, dbits)
     r.conv("head.0", prev, c_out, h, w, 7, bias=True)
     r.elt("head.1", "gelu", n * c_out * h * w, fused=False)
-    return row_block(_frozen(r))
+    return RowBlock(_frozen(r))
 
 
 def _cell_labels(cell: str) -> tuple[str, str, str, str, str, str]:
@@ -195,7 +195,7 @@ def _widths(arch: Mapping[str, Any], base_width: int) -> dict[str, int]:
 
 def _body(arch: Mapping[str, Any], cells: tuple, wd: Mapping[str, int], trunk: int, n: int, h: int, w: int, norm: bool,
           dbits: int | None) -> list[tuple]:
-    return [row_block(_res_cell(arch[op], arch[fam], int(arch[bt]), trunk, wd.get(cell, trunk), n, h, w, norm, dbits), key)
+    return [RowBlock(_res_cell(arch[op], arch[fam], int(arch[bt]), trunk, wd.get(cell, trunk), n, h, w, norm, dbits), key)
             if arch.get(kp, True) else () for key, kp, op, fam, bt, cell in cells]  # a skipped cell: no rows
 
 
@@ -219,7 +219,7 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     prev = stem
     for key, _kp, op, fam, bt, cell in _ENC:
         o = wd[cell]
-        out.append(row_block(_enc_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
+        out.append(RowBlock(_enc_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
         h, w = out_size(h, 3, 2), out_size(w, 3, 2)
         feats.append((o, h, w))
         prev = o
@@ -228,7 +228,7 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     adds = 0
     for level, (key, _kp, op, fam, bt, cell) in enumerate(_DEC):
         o = wd[cell]
-        out.append(row_block(_dec_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
+        out.append(RowBlock(_dec_cell(arch[op], arch[fam], int(arch[bt]), prev, o, n, h, w, has_norm, dbits), key))
         if arch[_SKIPS[level]]:
             src, sh, sw = feats[len(ENC_CELLS) - 1 - level]
             out.append(_skip(f"skips.skip{level + 1}", "add" if adds == 0 else f"add_{adds}", src, o, n, sh, sw,
@@ -251,7 +251,7 @@ def gan_generator_workloads(arch: Mapping[str, Any], input_shape: Sequence[int],
 def _sr_head(n: int, c: int, trunk: int, h: int, w: int, dbits: int | None) -> RowBlock:
     r = _GanRows(n, dbits)
     r.conv("head", c, trunk, h, w, 3, bias=True)
-    return row_block(_frozen(r))
+    return RowBlock(_frozen(r))
 
 
 @lru_cache(maxsize=_CACHE)
@@ -266,7 +266,7 @@ def _sr_tail(n: int, trunk: int, c_out: int, h: int, w: int, s: int, dbits: int 
         r.elt(f"upsample.{2 * i + 1}", "pixel_shuffle", n * ch * h * w, ops=0)
         h, w = f * h, f * w
     r.conv("tail", trunk, c_out, h, w, 3, bias=True)
-    return row_block(_frozen(r))
+    return RowBlock(_frozen(r))
 
 
 def gan_generator_sr_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, scale: int | None = None,

@@ -23,7 +23,7 @@ import math
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
-from spaces.workload_rows import RowBlock, Rows, row_block
+from spaces.workload_rows import RowBlock, Rows
 from spaces.workload_shapes import check_shape
 
 
@@ -174,13 +174,13 @@ def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, 
         _std("pixel_shuffle", 0, te, te, "cat", fused=True),
         _std("eltwise", te, te + (N + 1) * D, te, "add", fused=True),
     ]
-    return row_block(Rows.from_dicts(rows))
+    return RowBlock(Rows.from_dicts(rows))
 
 
 @lru_cache(maxsize=_CACHE)
 def _head(B: int, N: int, D: int, num_classes: int) -> RowBlock:
     te = B * (N + 1) * D
-    return row_block(Rows.from_dicts([_std("norm", te, te, te, "norm", 2 * D, fused=True),
+    return RowBlock(Rows.from_dicts([_std("norm", te, te, te, "norm", 2 * D, fused=True),
                                      _linear(B, D, num_classes, True, 32, "head")]))
 
 
@@ -220,7 +220,7 @@ def tnt_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, 
         rows = variants.get((flags[i], dp))
         if rows is None:
             rows = variants[(flags[i], dp)] = _block(B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, flags[i], dp, ga, gm, gi)
-        out.append(row_block(rows, _PREFIX[i] if i < 64 else f"blocks.{i}."))
+        out.append(RowBlock(rows, _PREFIX[i] if i < 64 else f"blocks.{i}."))
     out.append(_head(B, N, D, num_classes))
     return tuple(out)
 

@@ -10,16 +10,14 @@ over its rows, no Python per row), keyed by the object, so the per-architecture 
 per block. ``Rows.join`` composes a block of shared parts: the table then holds each part once,
 so the cost model computes each distinct row once however many blocks contain it.
 
-Iterating a ``RowBlock`` gives read-only dicts equal to what the space would write (names with
-the prefix; a ``NaN`` number or ``-1`` flag is a key the dict does not have), built on first use
-and kept, so ``workloads`` (the per-architecture path, ``abacus cost --rows``, the contract test)
+Iterating a ``RowBlock`` gives dicts equal to what the space would write (names with the
+prefix; a ``NaN`` number or ``-1`` flag is a key the dict does not have), built on first use and
+kept by the block (a cheap object a space makes per architecture), so ``workloads`` (the per-architecture path, ``abacus cost --rows``, the contract test)
 sees ordinary rows and flattening an architecture's blocks still gives its ``workloads`` exactly.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -101,8 +99,10 @@ class Rows:
     def __len__(self) -> int:
         return self.size
 
-    def dicts(self, prefix: str = "") -> tuple[Mapping[str, Any], ...]:
-        """The rows as read-only dicts, names prefixed (ints where the number is whole)."""
+    def dicts(self, prefix: str = "") -> tuple[dict[str, Any], ...]:
+        """The rows as dicts, names prefixed (ints where the number is whole). Fresh dicts, not
+        read-only ones: ``hw_cost.workloads_to_array`` converts them without caching them by
+        identity (a RowBlock is made per architecture, its dicts would only fill that cache)."""
         out = []
         keys = ROW_DTYPE.names[1:]
         extra = self.extra or (None,) * self.size
@@ -117,7 +117,7 @@ class Rows:
             if ex:
                 d.update(ex)
             d["name"] = prefix + name
-            out.append(MappingProxyType(d))
+            out.append(d)
         return tuple(out)
 
 
@@ -155,9 +155,3 @@ class RowBlock(Sequence):
     def __repr__(self) -> str:
         return f"RowBlock({len(self)} rows, prefix={self.prefix!r})"
 
-
-@lru_cache(maxsize=1 << 16)
-def row_block(rows: Rows, prefix: str = "") -> RowBlock:
-    """The ``RowBlock`` of ``rows`` under ``prefix``, one object per pair: the dicts it builds when
-    iterated (the per-architecture path) are built once."""
-    return RowBlock(rows, prefix)
