@@ -35,12 +35,14 @@ def make_divisible(v: float, divisor: int) -> int:
     return int(new_v)
 
 
+@lru_cache(maxsize=1024)
 def _largest_divisor_at_most(n: int, cap: int) -> int:
     if cap < 1:
         raise ValueError(f"expected a positive size, found {cap}")
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
 
+@lru_cache(maxsize=256)
 def _inner_flags(pattern: str, depth: int) -> tuple[bool, ...]:
     return {"all": (True,) * depth, "even": tuple(i % 2 == 0 for i in range(depth)),
             "first_half": tuple(i < (depth + 1) // 2 for i in range(depth)), "none": (False,) * depth}[pattern]
@@ -210,16 +212,23 @@ def tnt_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, 
     gm = vtp and place in ("qkv_out+mlp_hidden", "mlp_hidden_only")
     gi = vtp and bool(arch.get("vtp.gate_inner", False))
     rate = float(arch.get("tnt.drop_path_rate", 0.0))
+    dps = _NO_DROP.get(depth) or (False,) * depth if rate == 0 else tuple((rate * i / (depth - 1) if depth > 1 else 0.0) > 0 for i in range(depth))
+    return _blocks(B, C, H, W, patch, wps, c, D, ih, oh, float(arch["tnt.mlp_ratio"]), float(arch.get("tnt.inner_mlp_ratio", 4)),
+                   bits, legacy, _inner_flags(arch.get("tnt.inner_blocks", "all"), depth), dps, ga, gm, gi, num_classes)
+
+
+_NO_DROP = {d: (False,) * d for d in range(1, 65)}
+
+
+@lru_cache(maxsize=_CACHE)
+def _blocks(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, ih: int, oh: int, mlp: float, imlp: float,
+            bits: int, legacy: bool, flags: tuple[bool, ...], dps: tuple[bool, ...], ga: bool, gm: bool, gi: bool,
+            num_classes: int) -> tuple:
+    """The blocks of every architecture with these numbers (stem, one per TNT block, head)."""
     N, m = (H // patch) * (W // patch), wps * wps
-    flags = _inner_flags(arch.get("tnt.inner_blocks", "all"), depth)
-    mlp, imlp = float(arch["tnt.mlp_ratio"]), float(arch.get("tnt.inner_mlp_ratio", 4))
     out = [_stem(B, C, H, W, patch, wps, c, D, legacy)]
-    variants: dict[tuple[bool, bool], Rows] = {}  # at most four distinct blocks per architecture
-    for i in range(depth):
-        dp = (rate * i / (depth - 1) if depth > 1 else 0.0) > 0
-        rows = variants.get((flags[i], dp))
-        if rows is None:
-            rows = variants[(flags[i], dp)] = _block(B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, flags[i], dp, ga, gm, gi)
+    for i, (inner, dp) in enumerate(zip(flags, dps)):
+        rows = _block(B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, inner, dp, ga, gm, gi)
         out.append(RowBlock(rows, _PREFIX[i] if i < 64 else f"blocks.{i}."))
     out.append(_head(B, N, D, num_classes))
     return tuple(out)

@@ -11,9 +11,10 @@ per block. ``Rows.join`` composes a block of shared parts: the table then holds 
 so the cost model computes each distinct row once however many blocks contain it.
 
 Iterating a ``RowBlock`` gives dicts equal to what the space would write (names with the
-prefix; a ``NaN`` number or ``-1`` flag is a key the dict does not have), built on first use and
-kept by the block (a cheap object a space makes per architecture), so ``workloads`` (the per-architecture path, ``abacus cost --rows``, the contract test)
-sees ordinary rows and flattening an architecture's blocks still gives its ``workloads`` exactly.
+prefix; a ``NaN`` number or ``-1`` flag is a key the dict does not have), built each time (a
+space caches blocks, not their dicts, which serve one architecture at a time), so ``workloads``
+(the per-architecture path, ``abacus cost --rows``, the contract test) sees ordinary rows and
+flattening an architecture's blocks still gives its ``workloads`` exactly.
 """
 
 from __future__ import annotations
@@ -126,26 +127,20 @@ class RowBlock(Sequence):
 
     ``hw_cost.blocks_to_array`` reads ``workload_rows`` (no dicts); iterating gives the dicts."""
 
-    __slots__ = ("workload_rows", "prefix", "_dicts")
+    __slots__ = ("workload_rows", "prefix")
 
     def __init__(self, rows: Rows, prefix: str = "") -> None:
         self.workload_rows = rows
         self.prefix = prefix
-        self._dicts: tuple | None = None
-
-    def _rows(self) -> tuple:
-        if self._dicts is None:
-            self._dicts = self.workload_rows.dicts(self.prefix)
-        return self._dicts
 
     def __len__(self) -> int:
         return self.workload_rows.size
 
     def __getitem__(self, i):  # type: ignore[override]
-        return self._rows()[i]
+        return self.workload_rows.dicts(self.prefix)[i]
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        return iter(self._rows())
+        return iter(self.workload_rows.dicts(self.prefix))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
