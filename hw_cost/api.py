@@ -157,24 +157,23 @@ def estimate_reports(batch: Sequence[Sequence[Mapping[str, Any]]] | np.ndarray |
                          params=params, n_arch=n_arch, batch_size=batch_size)
     n = res["latency_ms"].size
     caps = {"lut": float(dev.lut), "ff": float(dev.ff), "dsp": float(max(dev.dsp, 1)), "bram": float(max(dev.bram_equiv, 1))}
-    util = {k: (res[k] / caps[k]).tolist() for k in caps}
+    util = [dict(zip(caps, u)) for u in zip(*((res[k] / caps[k]).tolist() for k in caps))]
     feas = res["feasible"].tolist()
     pe = list(zip(res["pe_in"].astype(np.int64).tolist(), res["pe_out"].astype(np.int64).tolist()))
-    folded = res["folded"].tolist()
+    reasons = ["" if ok else infeasible_reason(u, dev, style) for ok, u in zip(feas, util)]
     # one column list per field, zipped into the reports' attribute dicts: no per-field Python work
     # per architecture beyond the dict itself (``CostReport.__init__`` would run 28 assignments)
     fields = [k for k in CostReport.__dataclass_fields__ if k in res and k not in ("feasible", "folded")]
-    cols = [res[k].tolist() for k in fields]
+    cols = [res[k].tolist() for k in fields] + [feas, res["folded"].tolist(), pe, util, reasons]
+    keys = (*fields, "feasible", "folded", "pe_array", "utilisation", "infeasible_reason")
     const = dict(device=dev.name, style=style, mult_impl=mult_impl)
     new = object.__new__
     out = []
-    for i, vals in enumerate(zip(*cols)):
+    for vals in zip(*cols):
         rep = new(CostReport)
-        d = dict(zip(fields, vals))
-        ok = feas[i]
-        u = {"lut": util["lut"][i], "ff": util["ff"][i], "dsp": util["dsp"][i], "bram": util["bram"][i]}
-        d.update(const, feasible=ok, folded=folded[i], pe_array=pe[i], rows=[], uncosted=[], utilisation=u,
-                 infeasible_reason="" if ok else infeasible_reason(u, dev, style))
+        d = dict(zip(keys, vals))
+        d.update(const)
+        d["rows"], d["uncosted"] = [], []
         rep.__dict__ = d
         out.append(rep)
     if n and CostReport.__dataclass_fields__.keys() - out[0].__dict__.keys():  # a field added to CostReport

@@ -165,11 +165,23 @@ class _Gathered(dict):
         return v
 
 
-def _group_max(key: np.ndarray, vals: np.ndarray, size: int) -> np.ndarray:
+_BOOLS = np.array([0.0, 1.0])
+
+
+def _at(L: dict[str, Any], key: str, rows: Any) -> np.ndarray:
+    """``L[key][rows]``; on gathered terms not gathered yet, taken from the distinct rows directly
+    (the same values without gathering the whole column)."""
+    if isinstance(L, _Gathered) and key not in L:
+        return L._terms[key][L._idx[rows]]
+    return L[key][rows]
+
+
+def _group_max(key: np.ndarray, vals: np.ndarray, size: int, values: np.ndarray | None = None) -> np.ndarray:
     """``out[k] = max(0, vals[key == k])``: one bincount per distinct value when there are few
-    (bit widths: a handful), ``np.maximum.at`` otherwise; the max is exact either way."""
+    (bit widths: a handful), ``np.maximum.at`` otherwise; the max is exact either way. ``values``:
+    a superset of the values in ``vals`` (the distinct rows' column), cheaper to sort."""
     out = np.zeros(size)
-    u = np.unique(vals) if vals.size else vals
+    u = (np.unique(vals) if values is None else np.unique(values)) if vals.size else vals
     if u.size > 16:
         np.maximum.at(out, key, vals)
         return out
@@ -251,15 +263,16 @@ def _kind_stats(L: dict[str, Any], n_arch: int):
     key = arch[mac] * 3 + kind[mac]
     kops = np.bincount(key, weights=L["ops_eff"][mac], minlength=3 * n_arch).astype(np.float64).reshape(n_arch, 3)
     kcnt = np.bincount(key, minlength=3 * n_arch).reshape(n_arch, 3)
-    ka = _group_max(key, L["ab"][mac], 3 * n_arch)
-    kw = _group_max(key, L["wb"][mac], 3 * n_arch)
-    kf = _group_max(key, L["flt"][mac].astype(np.float64), 3 * n_arch)
+    T = L._terms if isinstance(L, _Gathered) else {}
+    ka = _group_max(key, _at(L, "ab", mac), 3 * n_arch, T.get("ab"))
+    kw = _group_max(key, _at(L, "wb", mac), 3 * n_arch, T.get("wb"))
+    kf = _group_max(key, _at(L, "flt", mac).astype(np.float64), 3 * n_arch, _BOOLS if T else None)
     vm = _IS_VECMOVE[kind] & ~L["fused"]   # fused ops run in the array's output stage: no unit of their own
-    skey = arch[vm] * _NS + L["sfu"][vm]
+    skey = arch[vm] * _NS + _at(L, "sfu", vm)
     scnt = np.bincount(skey, minlength=_NS * n_arch).reshape(n_arch, _NS)
-    sa = _group_max(skey, L["ab"][vm], _NS * n_arch)
-    sf = _group_max(skey, L["flt"][vm].astype(np.float64), _NS * n_arch)
-    wino_any = np.bincount(arch[L["wino"]], minlength=n_arch) > 0
+    sa = _group_max(skey, _at(L, "ab", vm), _NS * n_arch, T.get("ab"))
+    sf = _group_max(skey, _at(L, "flt", vm).astype(np.float64), _NS * n_arch, _BOOLS if T else None)
+    wino_any = np.bincount(arch[_at(L, "wino", slice(None))], minlength=n_arch) > 0
     return (kops, kcnt > 0, ka.reshape(n_arch, 3), kw.reshape(n_arch, 3), kf.reshape(n_arch, 3) > 0,
             scnt > 0, sa.reshape(n_arch, _NS), sf.reshape(n_arch, _NS) > 0, wino_any)
 
@@ -399,14 +412,13 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_
     a_budget = p.act_buffer_share * onchip
     total_w = _seg_sum(L["w_bytes"], counts, starts)
     resident = (total_w <= w_budget) & bool(dev.weights_resident)
-    in_b, out_b, w_b, idle = L["in_b"], L["out_b"], L["w_bytes"], L["idle"]
-    fits = L["ov_fits"]
+    w_b, idle = L["w_bytes"], L["idle"]
     ddr = np.where(resident[arch], 0.0, w_b) + L["ov_act_ddr"]
     ddr = np.where(idle, 0.0, ddr)
     nz = counts > 0
     first, last = starts[nz], (starts + counts - 1)[nz]
-    ddr[first] += np.where(fits[first], in_b[first], 0.0)     # network input from DDR
-    ddr[last] += np.where(fits[last], out_b[last], 0.0)       # network output to DDR
+    ddr[first] += np.where(_at(L, "ov_fits", first), _at(L, "in_b", first), 0.0)     # network input from DDR
+    ddr[last] += np.where(_at(L, "ov_fits", last), _at(L, "out_b", last), 0.0)       # network output to DDR
     w_need = np.where(resident, total_w, np.minimum(_seg_max(w_b, counts, starts), w_budget))
     a_need = np.minimum(_seg_max(L["ov_busy_io"], counts, starts), a_budget)
     w_port = (kpres[:, :, None] * _ceil(lanes * w3 / p.bram_port_bits)).sum(1)
@@ -435,7 +447,8 @@ def _overlay(L, A, dev: DeviceProfile, p: CostParams, pe_array, mult_impl, want_
         R = {k: T[k][:, None] for k in _OV_COMP_KEYS}
         cand = _ov_cand_terms({k: T[k][:, None] for k in _OV_CAND_KEYS}, cin_c[None, :], cout_c[None, :], dev)
         comp_t, bram_t = _ov_comp(R, *cand, cin_c[None, :], cout_c[None, :])
-        comp, bram_b = comp_t[idx, cl], bram_t[idx, cl]
+        flat = idx * C + cl  # = comp_t[idx, cl], as one flat take
+        comp, bram_b = comp_t.ravel().take(flat), bram_t.ravel().take(flat)
         has_minor = minor.any(1)
         if has_minor.any():
             sel = np.flatnonzero(has_minor[arch])

@@ -126,37 +126,55 @@ def _row_checked(ai: int, li: int, d: Any, n_batch: int, dbits: float) -> tuple[
 _FROZEN = MappingProxyType
 _FROZEN_IDX: dict[tuple[int, float], int] = {}
 _FROZEN_KEEP: list[Any] = []
-_FROZEN_ROWS: list[tuple] = []
-_FROZEN_NAMES: list[str] = []
-_FROZEN_TABLE: list[np.ndarray] = [np.zeros(0, dtype=np.dtype([]))]
+_FROZEN_ROWS: list[tuple] = []          # rows converted one by one, not yet in the table
+_FROZEN_NAMES: list[str] = []           # one per table row (by index)
+_FROZEN_TABLE: list[np.ndarray] = [np.zeros(0, dtype=WORKLOAD_DTYPE)]  # rows 0 .. len(_FROZEN_NAMES) - 1, in chunks
 _FROZEN_MAX = 200_000
+_CONTENT: dict[bytes, int] = {}         # a converted row's bytes -> its table index (rows of ``Rows``)
+
+
+def _n_rows() -> int:
+    return len(_FROZEN_NAMES)
+
+
+def _frozen_append(row: tuple, name: str) -> int:
+    """Add one converted row to the table; its index."""
+    i = len(_FROZEN_NAMES)
+    _FROZEN_ROWS.append(row)
+    _FROZEN_NAMES.append(name)
+    return i
+
+
+def _frozen_flush() -> None:
+    if _FROZEN_ROWS:
+        _FROZEN_TABLE.append(np.array(_FROZEN_ROWS, dtype=WORKLOAD_DTYPE))
+        _FROZEN_ROWS.clear()
 
 
 def _frozen_index(d: Any, dbits: float) -> int:
     key = (id(d), dbits)
     i = _FROZEN_IDX.get(key)
     if i is None:
-        name, row, unc = _row_checked(0, len(_FROZEN_ROWS), d, 1, dbits)
+        name, row, unc = _row_checked(0, _n_rows(), d, 1, dbits)
         if row is None:
             return -1
-        i = _FROZEN_IDX[key] = len(_FROZEN_ROWS)
         _FROZEN_KEEP.append(d)
-        _FROZEN_ROWS.append(row)
-        _FROZEN_NAMES.append(str(d["name"]) if d.get("name") else "")  # unnamed: "layer<i>" per architecture
+        i = _FROZEN_IDX[key] = _frozen_append(row, str(d["name"]) if d.get("name") else "")  # unnamed: "layer<i>" per architecture
     return i
 
 
 def _frozen_trim() -> None:
-    if len(_FROZEN_ROWS) > _FROZEN_MAX or len(_BLOCK_IDX) > _FROZEN_MAX:
+    if _n_rows() > _FROZEN_MAX or len(_BLOCK_IDX) > _FROZEN_MAX:
         _FROZEN_IDX.clear(), _FROZEN_KEEP.clear(), _FROZEN_ROWS.clear(), _FROZEN_NAMES.clear(), _BLOCK_IDX.clear()
-        _FROZEN_TABLE[0] = np.zeros(0, dtype=WORKLOAD_DTYPE)
+        _CONTENT.clear()
+        _FROZEN_TABLE[:] = [np.zeros(0, dtype=WORKLOAD_DTYPE)]
 
 
 def _frozen_table() -> np.ndarray:
-    table = _FROZEN_TABLE[0]
-    if table.size < len(_FROZEN_ROWS):
-        table = _FROZEN_TABLE[0] = np.array(_FROZEN_ROWS, dtype=WORKLOAD_DTYPE)
-    return table
+    _frozen_flush()
+    if len(_FROZEN_TABLE) > 1:
+        _FROZEN_TABLE[:] = [np.concatenate(_FROZEN_TABLE)]
+    return _FROZEN_TABLE[0]
 
 
 def _frozen_batch(batch: Sequence[Sequence[Any]], dbits: float) -> tuple[np.ndarray, list[list[str]]] | None:
@@ -231,36 +249,185 @@ def _block_index(block: Any, dbits: float) -> np.ndarray | None:
     return ix
 
 
+def _blocks_index_many(blocks: Sequence[tuple], dbits: float) -> bool:
+    """Index blocks of read-only dicts: the rows not converted yet, of all blocks at once, by the
+    fast conversion and one vectorised number check; a batch it cannot take goes block by block
+    through ``_block_index`` (exact errors, uncosted rows). False when a block cannot be indexed."""
+    blocks = list({id(b): b for b in blocks}.values())
+    new: dict[int, Any] = {}
+    idx = _FROZEN_IDX
+    for b in blocks:
+        for d in b:
+            if type(d) is not _FROZEN:
+                return False
+            if (id(d), dbits) not in idx:
+                new[id(d)] = d
+    arr = None
+    if new:
+        try:
+            arr = np.array([_fast_row(d, 0, dbits) for d in new.values()], dtype=WORKLOAD_DTYPE)
+            if _bad_rows(arr).any():
+                arr = None
+        except Exception:
+            arr = None
+        if arr is None:
+            return all(_block_index(b, dbits) is not None for b in blocks)
+        _frozen_flush()
+        _FROZEN_TABLE.append(arr)
+        for d in new.values():
+            idx[(id(d), dbits)] = len(_FROZEN_NAMES)
+            _FROZEN_KEEP.append(d)
+            _FROZEN_NAMES.append(str(d["name"]) if d.get("name") else "")
+    for b in blocks:
+        _BLOCK_IDX[(id(b), dbits)] = np.array([idx[(id(d), dbits)] for d in b], dtype=np.int64)
+        _FROZEN_KEEP.append(b)
+    return True
+
+
+def _rows_columns(data: np.ndarray, dbits: float) -> np.ndarray | None:
+    """A space's numeric rows (``spaces.workload_rows.ROW_DTYPE``: NaN = key absent, flag -1 =
+    absent) -> ``WORKLOAD_DTYPE`` rows, vectorised, by the rules of the dict conversion
+    (``_fast_row``); None when a row needs the checked path (unknown op, missing ``ops``, a
+    number it would refuse), which then reports it from the rows as dicts."""
+    n = data.size
+    arr = np.zeros(n, dtype=WORKLOAD_DTYPE)
+    names, inv = np.unique(data["op"], return_inverse=True)
+    codes = [OP_CODE.get(str(o), OP_CODE.get(canonical_op(str(o)) or "", -1)) for o in names]
+    if -1 in codes:
+        return None
+    op = np.asarray(codes, dtype=np.int16)[inv.reshape(-1)]
+    arr["op"] = op
+    ops = data["ops"]
+    if (np.isnan(ops) & ~np.isin(op, list(_NO_OPS))).any():  # 'ops' missing where it is required
+        return None
+    w = np.where(np.isnan(data["w_bits"]), dbits, data["w_bits"])
+    a = np.where(np.isnan(data["a_bits"]), dbits, data["a_bits"])
+    binary = op == _BIN_CODE
+    w[binary] = 1.0
+    a[binary] = 1.0
+    arr["w_bits"], arr["a_bits"] = w, a
+    fl = data["float"]
+    arr["is_float"] = np.where(fl < 0, (w >= 32) | (a >= 32), fl > 0)
+    for k in ("ops", "params", "in_elems", "out_elems", "in_channels", "out_channels", "kernel", "out_pixels", "tiles"):
+        v = data[k]
+        arr[k] = np.where(np.isnan(v), 0.0, v)
+    arr["active_ratio"] = np.where(np.isnan(data["active_ratio"]), 1.0, data["active_ratio"])
+    arr["transform_ops"] = np.where(np.isnan(data["transform_ops"]), -1.0, data["transform_ops"])
+    arr["fused"] = data["fused"] > 0
+    if n and _bad_rows(arr).any():
+        return None
+    return arr
+
+
+def _rows_index_many(many: Sequence[Any], dbits: float) -> bool:
+    """Index a space's ``Rows`` (``spaces.workload_rows``) in the table, converting every leaf not
+    seen yet in one vectorised pass; False when a row needs the checked path. Converted once per
+    object and ``default_bits``; a joined ``Rows`` indexes its parts, so a part shared by many
+    blocks is one set of table rows, and rows equal in content (the same layer in another block,
+    under another name) are one table row: the engine computes each distinct row once."""
+    many = list({id(r): r for r in many}.values())
+    leaves: dict[int, Any] = {}
+    for rows in many:
+        for leaf in (getattr(rows, "parts", ()) or (rows,)):
+            if (id(leaf), dbits) not in _BLOCK_IDX:
+                leaves[id(leaf)] = leaf
+    if leaves:
+        new_leaves = list(leaves.values())
+        data = [leaf.data for leaf in new_leaves]
+        if len(data) > 1:  # one buffer (np.concatenate would promote the fields of every array)
+            dt = data[0].dtype
+            data = [np.frombuffer(b"".join(d.astype(dt, copy=False).tobytes() for d in data), dtype=dt)]
+        arr = _rows_columns(data[0], dbits)
+        if arr is None:
+            return False
+        _frozen_flush()
+        raw, sz, n0 = arr.tobytes(), arr.dtype.itemsize, _n_rows()
+        got: list[int] = []
+        new: list[int] = []
+        content = _CONTENT
+        for j in range(arr.size):
+            k = raw[j * sz:(j + 1) * sz]
+            i = content.get(k)
+            if i is None:
+                i = content[k] = n0 + len(new)
+                new.append(j)
+            got.append(i)
+        if new:
+            _FROZEN_TABLE.append(arr[new])
+            names = [n for leaf in new_leaves for n in leaf.names]
+            _FROZEN_NAMES.extend(names[j] for j in new)
+        ix_all = np.array(got, dtype=np.int64)
+        k = 0
+        for leaf in new_leaves:
+            n = leaf.data.size
+            _BLOCK_IDX[(id(leaf), dbits)] = ix_all[k:k + n]
+            _FROZEN_KEEP.append(leaf)
+            k += n
+    for rows in many:
+        key = (id(rows), dbits)
+        if key not in _BLOCK_IDX:  # a joined Rows: its parts' indices
+            _BLOCK_IDX[key] = np.concatenate([_BLOCK_IDX[(id(q), dbits)] for q in rows.parts])
+            _FROZEN_KEEP.append(rows)
+    return True
+
+
 def blocks_to_array(batch: Sequence[Sequence[Sequence[Mapping[str, Any]]] | None], default_bits: int | None = None,
                     ) -> WorkloadBatch | None:
     """Architectures given as sequences of *blocks* -> a ``WorkloadBatch``, without touching rows.
 
     A block is a tuple of read-only rows (``types.MappingProxyType``) that a space's ``workloads_fn``
-    caches and shares between architectures (``SearchSpace.workload_blocks`` returns them): each
-    distinct block is converted once, so assembling a batch costs one index concatenation and one
-    gather, no Python work per row. Returns None when a block holds a row that is not read-only or
-    not costed, or an architecture is None: the caller then uses ``workloads_to_array`` on the
-    flattened rows (same numbers, with names, uncosted lists and exact error messages)."""
+    caches and shares between architectures (``SearchSpace.workload_blocks`` returns them), or a
+    block with a ``workload_rows`` attribute (``spaces.workload_rows.RowBlock``: numeric rows the
+    space wrote once, under a name prefix). Each distinct block (each distinct ``Rows``) is
+    converted once, the new ones of a batch together in one numpy pass, so assembling a batch
+    costs one lookup per block, one index concatenation and one gather, no Python work per row;
+    rows of ``Rows`` are stored once per content. Returns None when a block holds a row that is
+    not read-only or not costed, or an architecture is None: the caller then uses
+    ``workloads_to_array`` on the flattened rows (same numbers, with names, uncosted lists and
+    exact error messages)."""
     dbits = 32.0 if default_bits is None else float(default_bits)
     _frozen_trim()
-    parts: list[np.ndarray] = []
+    parts: list[Any] = []
     counts: list[int] = []
+    pending: list[tuple[int, Any]] = []  # (position in parts, Rows) not converted yet
+    pending_t: list[tuple[int, tuple]] = []  # (position in parts, block of read-only dicts) not indexed yet
     get = _BLOCK_IDX.get
+    tup = tuple
     for blocks in batch:
         if blocks is None:
             return None
         c = 0
         for b in blocks:
-            ix = get((id(b), dbits))
-            if ix is None:
-                if not isinstance(b, tuple):
-                    return None
-                ix = _block_index(b, dbits)
+            if type(b) is tup:
+                ix = get((id(b), dbits))
                 if ix is None:
+                    pending_t.append((len(parts), b))
+                    parts.append(None)
+                    c += len(b)
+                    continue
+            else:
+                rows = getattr(b, "workload_rows", None)  # a RowBlock: its shared numeric rows
+                if rows is None:
                     return None
+                ix = get((id(rows), dbits))
+                if ix is None:
+                    pending.append((len(parts), rows))
+                    parts.append(None)
+                    c += rows.size
+                    continue
             parts.append(ix)
             c += ix.size
         counts.append(c)
+    if pending_t:  # every new block of read-only dicts of the batch converted together
+        if not _blocks_index_many([b for _, b in pending_t], dbits):
+            return None
+        for pos, b in pending_t:
+            parts[pos] = _BLOCK_IDX[(id(b), dbits)]
+    if pending:  # every new Rows of the batch converted in one numpy pass
+        if not _rows_index_many([r for _, r in pending], dbits):
+            return None
+        for pos, rows in pending:
+            parts[pos] = _BLOCK_IDX[(id(rows), dbits)]
     idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     arch = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     # keep only the rows this batch uses (the cache holds every space's rows seen so far)
@@ -329,10 +496,11 @@ def _frozen_add(rows: Sequence[Any], dbits: float) -> None:
         return
     if _bad_rows(arr).any():
         return
-    for d, row in zip(new.values(), arr.tolist()):
-        _FROZEN_IDX[(id(d), dbits)] = len(_FROZEN_ROWS)
+    _frozen_flush()
+    _FROZEN_TABLE.append(arr)
+    for d in new.values():
+        _FROZEN_IDX[(id(d), dbits)] = len(_FROZEN_NAMES)
         _FROZEN_KEEP.append(d)
-        _FROZEN_ROWS.append(row)
         _FROZEN_NAMES.append(str(d["name"]) if d.get("name") else "")
 
 

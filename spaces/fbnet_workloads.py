@@ -115,6 +115,9 @@ def _tail(n: int, h: int, w: int, setting: str, bits: tuple, num_classes: int) -
     return _frozen(wr.rows)
 
 
+_OP_LABELS = tuple(f"layer{i + 1}.op" for i in range(N_LAYERS))
+
+
 def fbnet_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 100,
                           default_bits: int | None = None, setting: str = "cifar") -> tuple[tuple[Mapping[str, Any], ...], ...]:
     """``fbnet_workloads`` as its cached blocks (stem, 22 layers, tail), each a tuple of read-only rows
@@ -125,8 +128,8 @@ def fbnet_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *
     bits = () if default_bits is None else (("w_bits", int(default_bits)), ("a_bits", int(default_bits)))
     stem, h, w = _stem(n, c, h, w, setting, bits)
     out = [stem]
-    for i in range(N_LAYERS):
-        block, h, w = _layer_rows(i, arch[f"layer{i + 1}.op"], n, h, w, setting, bits)
+    for i, label in enumerate(_OP_LABELS):
+        block, h, w = _layer_rows(i, arch[label], n, h, w, setting, bits)
         out.append(block)
     out.append(_tail(n, h, w, setting, bits, num_classes))
     return tuple(out)

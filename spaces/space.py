@@ -146,8 +146,8 @@ class SearchSpace:
         if type(arch) is dict:
             plan = self.__dict__.get("_plan")
             if plan is None or plan[0] is not self.dimensions:
-                plan = self.__dict__["_plan"] = (self.dimensions, _validation_plan(self.dimensions))
-            out = _fast_validate(plan[1], arch)
+                plan = self.__dict__["_plan"] = (self.dimensions, _compiled_validation(_validation_plan(self.dimensions)))
+            out = plan[1](arch)
             if out is not None:
                 return out
         problems = self.problems(arch)
@@ -351,6 +351,40 @@ def _fast_validate(plan: list, arch: dict) -> Arch | None:
     except TypeError:  # an unhashable value: the checked path says so
         return None
     return out if len(out) == len(arch) else None
+
+
+def _compiled_validation(plan: list) -> Callable[[dict], Arch | None]:
+    """``_fast_validate`` for one plan as a function of its own, the loop unrolled (a tenth of a
+    microsecond per dimension instead of several: validation runs once per architecture on the
+    10,000 architectures/s path). Only names go into the source; labels, value sets and bounds
+    are constants of the function's namespace. Same result as ``_fast_validate`` for every input
+    (``tests/spaces/test_space.py``)."""
+    ns: dict[str, Any] = {"_miss": _MISSING, "_INF": _INF}
+    lines = ["def _validate(arch):", " get = arch.get", " out = {}", " try:"]
+    for i, (label, conds, kind, a, b, c) in enumerate(plan):
+        ns[f"L{i}"], ns[f"A{i}"], ns[f"B{i}"], ns[f"C{i}"] = label, a, b, c
+        pad = "  "
+        if conds:
+            tests = []
+            for j, (cl, values) in enumerate(conds):
+                ns[f"K{i}_{j}"], ns[f"V{i}_{j}"] = cl, values
+                tests.append(f"(v := get(K{i}_{j}, _miss)) is not _miss and v in V{i}_{j}")
+            lines.append(f"  if {' and '.join(tests)}:")
+            pad = "   "
+        lines.append(f"{pad}v = get(L{i}, _miss)")
+        check = {
+            _CAT: f"v is _miss or v not in A{i} or type(v) is bool",
+            _INT: f"v is _miss or type(v) is not int or not A{i} <= v <= B{i} or (v - A{i}) % C{i}",
+            _FLOAT: f"v is _miss or (type(v) is not float and type(v) is not int) or not A{i} <= v <= B{i} or not -_INF < v < _INF",
+            _CAT_BOOL: f"v is _miss or type(v) is not bool or v not in A{i}",
+            _OTHER: f"v is _miss or A{i}.check(v) is not None",
+        }[kind]
+        lines += [f"{pad}if {check}:", f"{pad} return None", f"{pad}out[L{i}] = v"]
+        if conds:
+            lines += [f"  elif L{i} in arch:", "   return None"]
+    lines += [" except TypeError:", "  return None", " return out if len(out) == len(arch) else None"]
+    exec(compile("\n".join(lines), "<spaces.space validation>", "exec"), ns)  # our own generated source
+    return ns["_validate"]
 
 
 def resolve(target: str | Callable) -> Callable:

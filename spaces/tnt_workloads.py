@@ -13,16 +13,17 @@ Spaces must not import supernets (torch), hence the mirror; the contract test ke
 
 Rows of standard layers carry no bits (the consumer's ``hardware.default_bits`` applies, as it does
 to a traced model); self-described rows (attention, quantised linears, gates) carry their own.
-The rows depend on a few numbers only, so blocks are cached read-only (see ``fbnet_workloads``).
+The rows depend on a few numbers only: they are written as numeric ``Rows`` once per distinct
+group and handed over as ``RowBlock``s (``spaces.workload_rows``), the batch path's fastest form.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
+from spaces.workload_rows import RowBlock, Rows
 from spaces.workload_shapes import check_shape
 
 
@@ -34,12 +35,14 @@ def make_divisible(v: float, divisor: int) -> int:
     return int(new_v)
 
 
+@lru_cache(maxsize=1024)
 def _largest_divisor_at_most(n: int, cap: int) -> int:
     if cap < 1:
         raise ValueError(f"expected a positive size, found {cap}")
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
 
+@lru_cache(maxsize=256)
 def _inner_flags(pattern: str, depth: int) -> tuple[bool, ...]:
     return {"all": (True,) * depth, "even": tuple(i % 2 == 0 for i in range(depth)),
             "first_half": tuple(i < (depth + 1) // 2 for i in range(depth)), "none": (False,) * depth}[pattern]
@@ -92,48 +95,67 @@ def _mlp(p: str, rows: int, dim: int, hidden: int, bits: int, gated: bool) -> li
     return out
 
 
-def _frozen(rows: list[dict]) -> tuple:
-    return tuple(MappingProxyType(d) for d in rows)
+# Rows are written once per distinct group of numbers (``spaces.workload_rows``): a TNT block is
+# the join of small parts (a layer, an attention, an MLP) keyed by the few numbers each depends on,
+# so they are shared between blocks and architectures; the block is handed over as a ``RowBlock``
+# under its prefix ``blocks.<i>.``, so the batch path writes no dict per row and the cost model
+# computes each distinct row once.
+_CACHE = 1 << 15
 
 
-@lru_cache(maxsize=4096)
-def _block(i: int, B: int, N: int, m: int, c: int, D: int, ih: int, oh: int, mlp: int, imlp: int, bits: int,
-           legacy: bool, inner: bool, dp: bool, ga: bool, gm: bool, gi: bool) -> tuple:
-    """Rows of ``blocks.i`` (``TNTBlock.forward``) for B images of N patches of m words."""
-    p = f"blocks.{i}."
-    drop = [{"op": "identity", "ops": 0, "name": p + "drop_path"}] if dp else []
-    rows: list[dict] = []
+@lru_cache(maxsize=_CACHE)
+def _one(op: str, ops: int, in_e: int, out_e: int, name: str, params: int = 0, fused: bool = False) -> Rows:
+    return Rows.from_dicts([_std(op, ops, in_e, out_e, name, params, fused)])
+
+
+_DROP = Rows.from_dicts([{"op": "identity", "ops": 0, "name": "drop_path"}])
+
+
+@lru_cache(maxsize=_CACHE)
+def _attn_rows(p: str, B: int, N: int, dim: int, heads: int, bits: int, gated: bool) -> Rows:
+    return Rows.from_dicts(_attention(p, B, N, dim, heads, bits, gated))
+
+
+@lru_cache(maxsize=_CACHE)
+def _mlp_rows(p: str, rows: int, dim: int, hidden: int, bits: int, gated: bool) -> Rows:
+    return Rows.from_dicts(_mlp(p, rows, dim, hidden, bits, gated))
+
+
+@lru_cache(maxsize=_CACHE)
+def _lin_rows(rows: int, fin: int, fout: int, bias: bool, bits: int, name: str) -> Rows:
+    return Rows.from_dicts([_linear(rows, fin, fout, bias, bits, name)])
+
+
+@lru_cache(maxsize=4 * _CACHE)
+def _block(B: int, N: int, m: int, c: int, D: int, ih: int, oh: int, mlp: float, imlp: float, bits: int,
+           legacy: bool, inner: bool, dp: bool, ga: bool, gm: bool, gi: bool) -> Rows:
+    """Rows of a ``TNTBlock`` (``TNTBlock.forward``) for B images of N patches of m words, names
+    relative to ``blocks.<i>.``."""
+    drop = [_DROP] if dp else []
+    parts: list[Rows] = []
     adds = iter(["add", "add_1", "add_2", "add_3", "add_4"])
     if inner:
-        BN, we = B * N, B * N * m * c
-        rows.append(_std("norm", we, we, we, p + "norm_in", 2 * c))
-        rows += _attention(p + "attn_in.", BN, m, c, ih, bits, ga and gi) + drop
-        rows.append(_std("eltwise", we, 2 * we, we, p + next(adds), fused=True))
-        rows.append(_std("norm", we, we, we, p + "norm_mlp_in", 2 * c, fused=True))
-        rows += _mlp(p + "mlp_in.", BN * m, c, int(c * imlp), bits, gm and gi) + drop
-        rows.append(_std("eltwise", we, 2 * we, we, p + next(adds), fused=True))
-        pe = B * N * D
+        we, pe = B * N * m * c, B * N * D
+        parts += [_one("norm", we, we, we, "norm_in", 2 * c), _attn_rows("attn_in.", B * N, m, c, ih, bits, ga and gi), *drop,
+                  _one("eltwise", we, 2 * we, we, next(adds), 0, True), _one("norm", we, we, we, "norm_mlp_in", 2 * c, True),
+                  _mlp_rows("mlp_in.", B * N * m, c, int(c * imlp), bits, gm and gi), *drop,
+                  _one("eltwise", we, 2 * we, we, next(adds), 0, True)]
         if legacy:
-            rows.append(_std("norm", we, we, we, p + "norm1_proj", 2 * c, fused=True))
-            rows.append(_linear(B * N, m * c, D, True, bits, p + "proj"))
+            parts += [_one("norm", we, we, we, "norm1_proj", 2 * c, True), _lin_rows(B * N, m * c, D, True, bits, "proj")]
         else:
-            rows.append(_std("norm", we, we, we, p + "norm1_proj", 2 * m * c))
-            rows.append(_linear(B * N, m * c, D, False, bits, p + "proj"))
-            rows.append(_std("norm", pe, pe, pe, p + "norm2_proj", 2 * D, fused=True))
-        rows.append(_std("eltwise", pe, 2 * pe, pe, p + next(adds), fused=True))
-        rows.append(_std("pixel_shuffle", 0, B * (N + 1) * D, B * (N + 1) * D, p + "cat", fused=True))
+            parts += [_one("norm", we, we, we, "norm1_proj", 2 * m * c), _lin_rows(B * N, m * c, D, False, bits, "proj"),
+                      _one("norm", pe, pe, pe, "norm2_proj", 2 * D, True)]
+        parts += [_one("eltwise", pe, 2 * pe, pe, next(adds), 0, True),
+                  _one("pixel_shuffle", 0, B * (N + 1) * D, B * (N + 1) * D, "cat", 0, True)]
     te = B * (N + 1) * D
-    rows.append(_std("norm", te, te, te, p + "norm_out", 2 * D, fused=True))
-    rows += _attention(p + "attn_out.", B, N + 1, D, oh, bits, ga) + drop
-    rows.append(_std("eltwise", te, 2 * te, te, p + next(adds), fused=True))
-    rows.append(_std("norm", te, te, te, p + "norm_mlp", 2 * D, fused=True))
-    rows += _mlp(p + "mlp.", B * (N + 1), D, int(D * mlp), bits, gm) + drop
-    rows.append(_std("eltwise", te, 2 * te, te, p + next(adds), fused=True))
-    return _frozen(rows)
+    parts += [_one("norm", te, te, te, "norm_out", 2 * D, True), _attn_rows("attn_out.", B, N + 1, D, oh, bits, ga), *drop,
+              _one("eltwise", te, 2 * te, te, next(adds), 0, True), _one("norm", te, te, te, "norm_mlp", 2 * D, True),
+              _mlp_rows("mlp.", B * (N + 1), D, int(D * mlp), bits, gm), *drop, _one("eltwise", te, 2 * te, te, next(adds), 0, True)]
+    return Rows.join(parts)
 
 
-@lru_cache(maxsize=1024)
-def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, legacy: bool) -> tuple:
+@lru_cache(maxsize=_CACHE)
+def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, legacy: bool) -> RowBlock:
     """``PixelEmbed`` and the patch projection, class token and position embedding."""
     s = patch // wps
     k = 2 * s - 1
@@ -154,13 +176,17 @@ def _stem(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, 
         _std("pixel_shuffle", 0, te, te, "cat", fused=True),
         _std("eltwise", te, te + (N + 1) * D, te, "add", fused=True),
     ]
-    return _frozen(rows)
+    return RowBlock(Rows.from_dicts(rows))
 
 
-@lru_cache(maxsize=256)
-def _head(B: int, N: int, D: int, num_classes: int) -> tuple:
+@lru_cache(maxsize=_CACHE)
+def _head(B: int, N: int, D: int, num_classes: int) -> RowBlock:
     te = B * (N + 1) * D
-    return _frozen([_std("norm", te, te, te, "norm", 2 * D, fused=True), _linear(B, D, num_classes, True, 32, "head")])
+    return RowBlock(Rows.from_dicts([_std("norm", te, te, te, "norm", 2 * D, fused=True),
+                                     _linear(B, D, num_classes, True, 32, "head")]))
+
+
+_PREFIX = tuple(f"blocks.{i}." for i in range(64))
 
 
 def tnt_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, num_classes: int = 10) -> tuple:
@@ -186,13 +212,24 @@ def tnt_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, 
     gm = vtp and place in ("qkv_out+mlp_hidden", "mlp_hidden_only")
     gi = vtp and bool(arch.get("vtp.gate_inner", False))
     rate = float(arch.get("tnt.drop_path_rate", 0.0))
+    dps = _NO_DROP.get(depth) or (False,) * depth if rate == 0 else tuple((rate * i / (depth - 1) if depth > 1 else 0.0) > 0 for i in range(depth))
+    return _blocks(B, C, H, W, patch, wps, c, D, ih, oh, float(arch["tnt.mlp_ratio"]), float(arch.get("tnt.inner_mlp_ratio", 4)),
+                   bits, legacy, _inner_flags(arch.get("tnt.inner_blocks", "all"), depth), dps, ga, gm, gi, num_classes)
+
+
+_NO_DROP = {d: (False,) * d for d in range(1, 65)}
+
+
+@lru_cache(maxsize=_CACHE)
+def _blocks(B: int, C: int, H: int, W: int, patch: int, wps: int, c: int, D: int, ih: int, oh: int, mlp: float, imlp: float,
+            bits: int, legacy: bool, flags: tuple[bool, ...], dps: tuple[bool, ...], ga: bool, gm: bool, gi: bool,
+            num_classes: int) -> tuple:
+    """The blocks of every architecture with these numbers (stem, one per TNT block, head)."""
     N, m = (H // patch) * (W // patch), wps * wps
-    flags = _inner_flags(arch.get("tnt.inner_blocks", "all"), depth)
-    mlp, imlp = float(arch["tnt.mlp_ratio"]), float(arch.get("tnt.inner_mlp_ratio", 4))
     out = [_stem(B, C, H, W, patch, wps, c, D, legacy)]
-    for i in range(depth):
-        dp = (rate * i / (depth - 1) if depth > 1 else 0.0) > 0
-        out.append(_block(i, B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, flags[i], dp, ga, gm, gi))
+    for i, (inner, dp) in enumerate(zip(flags, dps)):
+        rows = _block(B, N, m, c, D, ih, oh, mlp, imlp, bits, legacy, inner, dp, ga, gm, gi)
+        out.append(RowBlock(rows, _PREFIX[i] if i < 64 else f"blocks.{i}."))
     out.append(_head(B, N, D, num_classes))
     return tuple(out)
 

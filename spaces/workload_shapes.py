@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 
 def out_size(size: int, kernel: int, stride: int) -> int:
@@ -12,6 +13,20 @@ def out_size(size: int, kernel: int, stride: int) -> int:
 
 def check_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
     """``(batch, channels, height, width)`` of positive ints, or a one-line ``ValueError``."""
+    if type(input_shape) is tuple:  # the batch path asks once per architecture for the same shape
+        try:
+            return _checked(input_shape)
+        except TypeError:  # unhashable members: the checks below say what is wrong
+            pass
+    return _check(input_shape)
+
+
+@lru_cache(maxsize=64)
+def _checked(input_shape: tuple) -> tuple[int, int, int, int]:
+    return _check(input_shape)
+
+
+def _check(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
     try:
         shape = tuple(int(v) for v in input_shape)
     except (TypeError, ValueError):

@@ -194,3 +194,24 @@ def test_fast_validation_agrees_with_the_checked_path():
             else:
                 assert sp.validate(arch) == {d.label: arch[d.label] for d in sp.dimensions if d.label in arch}
                 assert list(sp.validate(arch)) == [d.label for d in sp.dimensions if d.label in arch]
+
+
+def test_compiled_validation_equals_the_plan_loop():
+    """``validate``'s fast path runs a function compiled from the space's plan; it must accept and
+    refuse exactly what the plan's loop (``_fast_validate``) does, valid or perturbed."""
+    from spaces.space import _compiled_validation, _fast_validate, _validation_plan
+
+    odd = [None, True, False, 3, 2.5, "x", [1], float("nan"), float("inf"), -1]
+    for name in spaces.list_spaces():
+        sp = spaces.get_space(name)
+        plan = _validation_plan(sp.dimensions)
+        fast = _compiled_validation(plan)
+        rng = random.Random(1)
+        for _ in range(60):
+            a = sp.sample(rng)
+            cases = [a, {**a, rng.choice(list(a)): rng.choice(odd)}, {k: v for k, v in a.items() if k != rng.choice(list(a))},
+                     {**a, "unknown.x": 1}]
+            lab = rng.choice(sp.labels)
+            cases.append({**a, lab: sp[lab].default_value()})  # possibly an inactive dimension set
+            for c in cases:
+                assert repr(fast(c)) == repr(_fast_validate(plan, c)), (name, c)
