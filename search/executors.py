@@ -65,7 +65,10 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **init_kwargs)
             else:
-                local = dict(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+                # address="local": always a Ray of our own; with no address Ray would join the last
+                # cluster started on this machine (/tmp/ray/ray_current_cluster), someone else's
+                local = dict(address="local", num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0,
+                             **init_kwargs)
                 for attempt in range(START_TRIES):  # Ray gives its raylet a fixed 30 s to register: retry on a starved machine
                     try:
                         ray.init(**local)
