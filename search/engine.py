@@ -161,6 +161,7 @@ class SearchEngine:
         else:
             (self.out / "config.yaml").write_text(dump_config(cfg))
             self._tracking = self._setup_pool.submit(self._track_once_started)
+            self._setup_pool.submit(_after, self._tracking, _import_plotting)  # the end's renderers, while the driver waits
         from search.journal import BufferedJournalFileBackend
 
         self.journal = BufferedJournalFileBackend(str(self.out / "study.journal"))
@@ -764,6 +765,27 @@ class SearchEngine:
         from search.ui import ui_url
 
         out.print(f"in MLflow's UI: `abacus ui`, then {ui_url(5000, summary['mlflow_experiment_id'])}")
+
+
+def _after(first: Future, fn) -> None:
+    """``fn()`` once ``first`` is done (whatever its outcome: that is the main thread's to raise)."""
+    from concurrent.futures import wait
+
+    wait([first])
+    fn()
+
+
+def _import_plotting() -> None:
+    """What the end of the run draws the front with (``pareto.png``: matplotlib; ``pareto.html``:
+    plotly, which loads each property's validator on first use): ~1.5 s cold on this machine,
+    loaded on a set-up thread while the driver waits for its first results rather than at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import plotly.graph_objects as go
+
+    go.Figure(go.Scatter(x=[0.0], y=[0.0], mode="markers", hovertext=[""]))
 
 
 def _shut_down_beside(executor) -> Future:
