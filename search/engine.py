@@ -312,7 +312,7 @@ class SearchEngine:
         cfg = self.cfg
         # set-up parts that wait on other processes run on threads beside the checks: ray.init and
         # the workers' warm-up once the quick checks passed (they write nothing into the run
-        # directory), the MLflow store once every check passed (it writes)
+        # directory), the MLflow store once every check passed (it writes) and the executor is up
         self._setup_pool = pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="abacus-setup")
         self._starting = starting = []  # the executor's start (a Future), once begun
 

@@ -29,7 +29,17 @@ class _NotMainThreadNote(logging.Filter):
         return "SIGTERM handler is not set" not in record.getMessage()
 
 
+class _TokenAuthOnNote(logging.Filter):
+    """Drops Ray's note, printed at every new local Ray, that token authentication is on (the
+    secure default) and how to turn it off: a bad config must stay one line on stderr. Ray's
+    warning that authentication is *off* still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
 logging.getLogger("ray._private.worker").addFilter(_NotMainThreadNote())
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthOnNote())
 
 
 class LocalExecutor:
