@@ -146,7 +146,8 @@ def main() -> None:
         base_local = run(5, 1, "local", "benchmarks.search_overhead:instant", tmp, "local-5")
         full_local = run(5 + args.trials, 1, "local", "benchmarks.search_overhead:instant", tmp, "local-n")
         per_local = (full_local - base_local) / args.trials
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": a Ray of its own even while another cluster runs on the machine (Ray would join that one)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         run(3, 1, "ray", "benchmarks.search_overhead:instant", tmp, "ray-warmup")
         base_ray = run(5, 1, "ray", "benchmarks.search_overhead:instant", tmp, "ray-5")
         full_ray = run(5 + args.trials, 1, "ray", "benchmarks.search_overhead:instant", tmp, "ray-n")
