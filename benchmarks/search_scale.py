@@ -2,8 +2,12 @@
 
 Every figure issue 17 names, in one run (``--trials 1000`` for a quick one):
 
-- **start**: ``abacus search`` in a fresh process (fresh MLflow SQLite store, its own local Ray),
-  process start -> first trial dispatched (``benchmarks/search_overhead.py``'s measurement);
+- **start**: ``abacus search`` in a fresh process (fresh MLflow SQLite store, its own local Ray,
+  2 workers, 4 instant trials; ``benchmarks/search_overhead.py``'s ``cli_start``): process start ->
+  first trial dispatched, with its parts (interpreter + imports + config before ``run()``, the
+  checks, ``ray.init`` + the warm-up's submission, the set-up), and last result -> process exit;
+  ``--start-repeats N`` runs it N times (fresh each time) and prints the median; ``--start-only``
+  stops there (default 3 runs);
 - then, for the engine (``SearchEngine``, Ray executor on ``ray.cluster_utils.Cluster`` with 3
   nodes, MLflow on SQLite, three objectives from an evaluator that returns at once, a toy space
   whose cost model is the fast workloads path) and for plain Optuna (the same sampler, journal
@@ -202,6 +206,44 @@ def start_cluster(nodes: int = 3, tries: int = 3):
             print(f"Ray node start timed out (load average {loadavg()}): starting the cluster again", file=sys.stderr)
 
 
+def start_figures(tmp: Path, repeats: int) -> dict:
+    """``repeats`` fresh-process starts (each in a fresh directory and store): every run's figures
+    and the median of each, or the error of a run that failed (Ray's node start can time out on a
+    starved machine)."""
+    import statistics
+
+    from benchmarks.search_overhead import cli_start
+
+    runs = []
+    for i in range(repeats):
+        d = tmp / f"start-{i}"
+        d.mkdir()
+        try:
+            runs.append(cli_start(d))
+        except (RuntimeError, OSError) as exc:
+            return {"error": str(exc), "loadavg": loadavg(), "runs": runs}
+    keys = ("process_to_first_dispatch_s", "run_to_first_dispatch_s", "before_run_s", "exit_s", "whole_command_s", "conclude_s")
+    median = {k: round(statistics.median(r[k] for r in runs), 2) for k in keys}
+    parts = sorted({p for r in runs for p in r["startup"]})
+    median["startup"] = {p: round(statistics.median(r["startup"].get(p, 0.0) for r in runs), 2) for p in parts}
+    return {"runs": runs, "median": median, "loadavg": [r["loadavg"] for r in runs]}
+
+
+def print_start(start: dict) -> None:
+    if "error" in start:
+        print(f"abacus search in a fresh process: failed ({start['error']}); load average then {start['loadavg']}")
+        return
+    m, n = start["median"], len(start["runs"])
+    print(f"abacus search in a fresh process (fresh MLflow SQLite store, its own local Ray, 2 workers), median of {n}: "
+          f"first trial dispatched {m['process_to_first_dispatch_s']:.1f} s after the process started "
+          f"(before run(): interpreter, imports, config {m['before_run_s']:.1f} s; run() to first dispatch {m['run_to_first_dispatch_s']:.1f} s; "
+          f"parts, overlapped: {m['startup']}); last result to process exit {m['exit_s']:.1f} s (of which the end of the run "
+          f"{m['conclude_s']:.1f} s); whole 4-trial command {m['whole_command_s']:.1f} s; load average at each run's end {start['loadavg']}")
+    for r in start["runs"]:
+        print(f"  run: first dispatch {r['process_to_first_dispatch_s']:.1f} s (before run() {r['before_run_s']:.1f}), "
+              f"parts {r['startup']}, exit {r['exit_s']:.1f} s, command {r['whole_command_s']:.1f} s, load {r['loadavg']}")
+
+
 def loadavg() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -214,11 +256,11 @@ def main() -> None:
                     help="random (default: the overhead figure, as the Optuna peer); tpe/nsga2 show the sampler's own cost")
     ap.add_argument("--skip-optuna", action="store_true")
     ap.add_argument("--skip-start", action="store_true", help="skip the fresh-process start measurement (abacus search)")
+    ap.add_argument("--start-only", action="store_true", help="only the fresh-process start and exit measurement")
+    ap.add_argument("--start-repeats", type=int, default=None, help="fresh-process starts to run (median printed); default 1, 3 with --start-only")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     import ray
-
-    from benchmarks.search_overhead import cli_start
 
     load_start = loadavg()
     with tempfile.TemporaryDirectory() as d:
@@ -226,11 +268,10 @@ def main() -> None:
         os.chdir(tmp)
         start = None
         if not args.skip_start:  # first: a fresh process, fresh MLflow store, its own local Ray
-            try:
-                t = cli_start(tmp)
-                start = {"process_to_first_dispatch_s": t[0], "run_to_first_dispatch_s": t[1], "whole_command_s": t[2], "loadavg": loadavg()}
-            except (RuntimeError, OSError) as exc:  # e.g. Ray's node start timing out on a starved machine
-                start = {"error": str(exc), "loadavg": loadavg()}
+            start = start_figures(tmp, args.start_repeats or (3 if args.start_only else 1))
+            if args.start_only:
+                print_start(start)
+                return
         cluster = start_cluster()
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
         nodes = len([nd for nd in ray.nodes() if nd["Alive"]])
@@ -265,13 +306,8 @@ def main() -> None:
           f"build, seeding, data copy) {engine['wait_ms_per_trial']:.1f} ms + the rest (the engine's own bookkeeping, Ray submit and get) {own:.1f} ms")
     print(f"engine: run() to first trial dispatched on the running cluster {engine['first_dispatch_s']:.1f} s; end of run "
           f"{engine['conclude_s']:.1f} s (of which the final MLflow wait {engine['tracking_wait_s']:.2f} s)")
-    if start is not None and "error" in start:
-        print(f"abacus search in a fresh process: failed ({start['error']}); load average then {start['loadavg']}")
-    elif start is not None:
-        print(f"abacus search in a fresh process (fresh MLflow SQLite store, its own local Ray): first trial dispatched "
-              f"{start['process_to_first_dispatch_s']:.1f} s after the process started ({start['run_to_first_dispatch_s']:.1f} s after run() "
-              f"began); whole 4-trial command {start['whole_command_s']:.1f} s; load average then {start['loadavg']}")
-
+    if start is not None:
+        print_start(start)
 
 if __name__ == "__main__":
     main()

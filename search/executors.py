@@ -29,7 +29,17 @@ class _NotMainThreadNote(logging.Filter):
         return "SIGTERM handler is not set" not in record.getMessage()
 
 
+class _TokenAuthOnNote(logging.Filter):
+    """Drops Ray's note, printed at every new local Ray, that token authentication is on (the
+    secure default) and how to turn it off: a bad config must stay one line on stderr. Ray's
+    warning that authentication is *off* still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
 logging.getLogger("ray._private.worker").addFilter(_NotMainThreadNote())
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthOnNote())
 
 
 class LocalExecutor:
@@ -65,7 +75,10 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **init_kwargs)
             else:
-                local = dict(num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0, **init_kwargs)
+                # address="local": always a Ray of our own; with no address Ray would join the last
+                # cluster started on this machine (/tmp/ray/ray_current_cluster), someone else's
+                local = dict(address="local", num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0,
+                             **init_kwargs)
                 for attempt in range(START_TRIES):  # Ray gives its raylet a fixed 30 s to register: retry on a starved machine
                     try:
                         ray.init(**local)

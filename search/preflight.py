@@ -72,24 +72,35 @@ def check_values(cfg) -> None:
 
 
 def check_data(cfg) -> tuple[tuple[int, ...], int, dict[str, Any] | None, dict[str, Any]]:
-    """Build the data module and read its split once: the path exists and its format is readable."""
+    """Read the data set and its split once: the path exists and its format is readable. A data
+    set with a torch-free probe (``evaluators.data.registry.PROBES``) is read without importing
+    torch or Lightning (seconds the driver would spend before its first trial); any other is built
+    as a data module and set up."""
     import evaluators
 
+    from evaluators.data.registry import probe_datamodule, task_name_of
     from search import splits
 
     ev = cfg.evaluator
     try:
-        dm = evaluators.get_datamodule(ev.data, seed=splits.split_seed(cfg), batch_size=ev.batch_size, **ev.data_kwargs)
-        dm.setup("fit")
-        shape, classes = tuple(int(x) for x in dm.input_shape), int(dm.num_classes)
-        builder_kwargs = getattr(dm, "builder_kwargs", None)
-        task = builder_kwargs() if callable(builder_kwargs) else None
-        split = splits.describe(dm)
+        kwargs = dict(seed=splits.split_seed(cfg), batch_size=ev.batch_size, **ev.data_kwargs)
+        probed = probe_datamodule(ev.data, **kwargs)
+        if probed is not None:
+            shape, classes, task, split = tuple(probed.input_shape), int(probed.num_classes), dict(probed.builder_kwargs), dict(probed.split)
+            data_task = task_name_of(ev.data)
+        else:
+            dm = evaluators.get_datamodule(ev.data, **kwargs)
+            dm.setup("fit")
+            shape, classes = tuple(int(x) for x in dm.input_shape), int(dm.num_classes)
+            builder_kwargs = getattr(dm, "builder_kwargs", None)
+            task = builder_kwargs() if callable(builder_kwargs) else None
+            split = splits.describe(dm)
+            data_task = getattr(dm, "task", "classification")
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("evaluator.data_kwargs" if ev.data_kwargs else "evaluator.data",
                           f"data set {ev.data!r} readable with these options", f"{ev.data_kwargs} ({detail[:300]})") from None
-    if not shape or min(shape) < 1 or (classes < 1 and getattr(dm, "task", "classification") == "classification"):
+    if not shape or min(shape) < 1 or (classes < 1 and data_task == "classification"):
         raise ConfigError("evaluator.data", "a data set with a non-empty input shape and at least one class", f"{shape}, {classes} classes")
     return shape, classes, task, split
 

@@ -24,6 +24,7 @@ def ray_session():
     helpers = str(ROOT / "tests" / "search")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (helpers, str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": a Ray of its own even while another cluster runs on the machine (Ray would join that one)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

@@ -18,7 +18,7 @@ _WHERE = {
     "HRFolderDataModule": ".superres",
     "ClassificationDataModule": ".base",
     "TransformDataset": ".base",
-    "stratified_split": ".base",
+    "stratified_split": ".splits",
     "DigitsDataModule": ".digits",
     "Cifar10DataModule": ".cifar",
     "Cifar100DataModule": ".cifar",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
+
+from .probe import check_loader_args
+from .splits import stratified_split  # noqa: F401  (its home before it moved to the torch-free splits module)
 
 
 class BaseDataModule(pl.LightningDataModule):
@@ -31,10 +32,7 @@ class BaseDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0, train_on_val: bool = False) -> None:
         super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        if int(num_workers) < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        check_loader_args(batch_size, num_workers)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
@@ -117,23 +115,3 @@ class TransformDataset(Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i]
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) of a stratified split: each class keeps its share in both parts.
-
-    Deterministic given ``seed`` (scikit-learn's ``train_test_split`` with ``stratify``).
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    labels = np.asarray(labels)
-    idx = np.arange(len(labels))
-    n_classes = len(np.unique(labels))
-    n_val = int(np.ceil(val_fraction * len(labels)))
-    if n_val < n_classes or len(labels) - n_val < n_classes:
-        raise ValueError(
-            f"val_fraction={val_fraction} leaves {n_val} validation / {len(labels) - n_val} training "
-            f"samples, fewer than the {n_classes} classes a stratified split needs"
-        )
-    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
-    return np.sort(train_idx), np.sort(val_idx)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 from .base import ClassificationDataModule, TransformDataset
+from .digits_arrays import INPUT_SHAPE, NUM_CLASSES, check_fractions, load_arrays
 from .registry import register_datamodule
 from .splits import carve_splits
 
@@ -30,15 +30,10 @@ class DigitsDataModule(ClassificationDataModule):
     def __init__(self, val_fraction: float = 0.2, seed: int = 0, batch_size: int = 64, num_workers: int = 0,
                  test_fraction: float = 0.2, test_seed: int = 0, train_on_val: bool = False) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_on_val=train_on_val)
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ValueError(f"digits: val_fraction must be in (0, 1), got {val_fraction}")
-        if not 0.0 <= float(test_fraction) < 1.0:
-            raise ValueError(f"digits: test_fraction must be in [0, 1), got {test_fraction}")
-        self.val_fraction = float(val_fraction)
-        self.test_fraction = float(test_fraction)
+        self.val_fraction, self.test_fraction = check_fractions(val_fraction, test_fraction)
         self.test_seed = int(test_seed)
-        self.input_shape = (1, 8, 8)
-        self.num_classes = 10
+        self.input_shape = INPUT_SHAPE
+        self.num_classes = NUM_CLASSES
         self.mean: float | None = None
         self.std: float | None = None
         self.train_indices: np.ndarray | None = None
@@ -48,9 +43,7 @@ class DigitsDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        bunch = load_digits()
-        x = bunch.images.astype(np.float32) / 16.0  # (N, 8, 8), raw range 0..16
-        y = bunch.target.astype(np.int64)
+        x, y = load_arrays()  # (N, 8, 8) in [0, 1], labels
         train_idx, val_idx, test_idx = carve_splits(y, self.val_fraction, self.test_fraction, self.seed, self.test_seed)
         self.mean = float(x[train_idx].mean())
         self.std = float(x[train_idx].std())

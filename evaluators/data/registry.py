@@ -34,6 +34,12 @@ BUILTIN: dict[str, str] = {
 _MODULE_TASKS = {".superres": "superres", ".detection": "detection", ".detection_files": "detection", ".translation": "translation"}
 BUILTIN_TASKS: dict[str, str] = {name: task for name, module in BUILTIN.items()
                                  for suffix, task in _MODULE_TASKS.items() if module.endswith(suffix)}
+# Torch-free probes ("module:function") of built-in data sets: what a search's data check reads
+# instead of importing Lightning (``evaluators.data.probe``; a contract test holds each one equal
+# to its data module). A data set without one is checked by building its module.
+PROBES: dict[str, str] = {
+    "digits": "evaluators.data.digits_arrays:probe",
+}
 
 
 def register_datamodule(name: str) -> Callable[[type], type]:
@@ -81,15 +87,10 @@ def task_name_of(name: str) -> str:
     return str(getattr(datamodule_class(name), "task", "classification"))
 
 
-def get_datamodule(name: str, **kwargs):
-    """Build the data module registered as ``name`` with ``kwargs``.
-
-    Unknown names and unknown keyword arguments raise a one-line ``ValueError``/``TypeError`` that
-    names the close matches and what is accepted.
-    """
-    key = str(name).lower()
-    cls = datamodule_class(name)
-    params = inspect.signature(cls.__init__).parameters
+def _check_options(key: str, fn: Callable, kwargs: dict) -> None:
+    """Unknown or missing options of data set ``key`` against ``fn``'s signature (a data module's
+    ``__init__`` or its probe): one-line ``TypeError`` naming what is accepted."""
+    params = inspect.signature(fn).parameters
     accepted = [p for p in params if p != "self" and params[p].kind not in (inspect.Parameter.VAR_KEYWORD,)]
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(kwargs) - set(accepted))
@@ -106,4 +107,38 @@ def get_datamodule(name: str, **kwargs):
         ]
         if missing:
             raise TypeError(f"data set {key!r} needs option(s) {', '.join(missing)} (e.g. data_kwargs={{{missing[0]!r}: ...}})")
+
+
+def get_datamodule(name: str, **kwargs):
+    """Build the data module registered as ``name`` with ``kwargs``.
+
+    Unknown names and unknown keyword arguments raise a one-line ``ValueError``/``TypeError`` that
+    names the close matches and what is accepted.
+    """
+    key = str(name).lower()
+    cls = datamodule_class(name)
+    _check_options(key, cls.__init__, kwargs)
     return cls(**kwargs)
+
+
+def probe_function(name: str) -> Callable | None:
+    """The torch-free probe of built-in data set ``name`` (``evaluators.data.probe``), or None when
+    it has none or a class registered in this process replaced the built-in under that name."""
+    key = str(name).lower()
+    where = PROBES.get(key)
+    if where is None or (key in _REGISTRY and _REGISTRY[key].__module__ != BUILTIN.get(key)):
+        return None
+    import importlib
+
+    module, _, attr = where.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def probe_datamodule(name: str, **kwargs):
+    """``get_datamodule(name, **kwargs)`` set up, as a ``DataProbe`` read without torch, or None
+    when the data set has no probe (build the module then). Same option errors as building it."""
+    fn = probe_function(name)
+    if fn is None:
+        return None
+    _check_options(str(name).lower(), fn, kwargs)
+    return fn(**kwargs)

@@ -22,7 +22,27 @@ from typing import Any
 
 import numpy as np
 
-from .base import stratified_split
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of a stratified split: each class keeps its share in both parts.
+
+    Deterministic given ``seed`` (scikit-learn's ``train_test_split`` with ``stratify``).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    n_classes = len(np.unique(labels))
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    if n_val < n_classes or len(labels) - n_val < n_classes:
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves {n_val} validation / {len(labels) - n_val} training "
+            f"samples, fewer than the {n_classes} classes a stratified split needs"
+        )
+    from sklearn.model_selection import train_test_split
+
+    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
+    return np.sort(train_idx), np.sort(val_idx)
 
 
 def carve_splits(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
@@ -58,8 +78,13 @@ def split_identity(datamodule: Any) -> dict[str, Any]:
     Needs the module's ``split_keys()`` (a mapping ``"val"``/``"test"`` -> the members' keys); sets
     the module up if it is not yet.
     """
-    keys = datamodule.split_keys()
-    out: dict[str, Any] = {"split_seed": int(datamodule.seed)}
+    return identity_of(int(datamodule.seed), datamodule.split_keys())
+
+
+def identity_of(seed: int, keys: dict[str, Any]) -> dict[str, Any]:
+    """The split identity from the split seed and the ``"val"``/``"test"`` members (what
+    :func:`split_identity` reads from a set-up data module, or a torch-free probe computes)."""
+    out: dict[str, Any] = {"split_seed": int(seed)}
     for part in ("val", "test"):
         members = list(keys.get(part) or [])
         out[f"{part}_size"] = len(members)

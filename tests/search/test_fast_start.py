@@ -138,3 +138,127 @@ def test_a_failed_check_shuts_the_started_executor_down_and_writes_nothing(tmp_p
         SearchEngine(cfg, progress=False).run()
     assert shut == [1]
     assert not cfg.out_dir.exists() and not (tmp_path / "m.db").exists()
+
+
+def test_the_mlflow_store_is_created_once_the_executor_is_up(tmp_path, monkeypatch):
+    """A fresh MLflow store costs seconds of CPU (its schema migrations): it waits for the
+    executor's start (``ray.init``, which the first dispatch waits for) and is still ready at the
+    first result. Gates: the executor's start is held until the set-up returned, and the set-up
+    gives the store a chance to start first (a store created at once would be seen before the
+    executor is up)."""
+    import threading
+
+    import scale_helpers
+
+    from search import engine as engine_mod
+    from search import executors
+    from search.executors import LocalExecutor
+
+    monkeypatch.chdir(tmp_path)
+    seen: list[bool] = []
+    engine = None
+    setup_done, store_begun = threading.Event(), threading.Event()
+
+    class Tracked(engine_mod.Tracker):
+        def __init__(self, *a, **k):
+            seen.append(len(engine._starting) == 1 and engine._starting[0].done())
+            store_begun.set()
+            super().__init__(*a, **k)
+
+    def held_executor(cfg):
+        assert setup_done.wait(60)
+        return LocalExecutor()
+
+    real_setup = engine_mod.SearchEngine._setup
+
+    def setup(self, *a):
+        real_setup(self, *a)
+        store_begun.wait(1.0)  # a store that did not wait for the executor begins here
+        setup_done.set()
+
+    monkeypatch.setattr(executors, "make_executor", held_executor)
+    monkeypatch.setattr(engine_mod, "Tracker", Tracked)
+    monkeypatch.setattr(engine_mod.SearchEngine, "_setup", setup)
+    engine = engine_mod.SearchEngine(scale_helpers.config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", 3), progress=False)
+    summary = engine.run()
+    assert seen == [True] and summary["complete"] == 3
+
+
+def test_the_executor_shuts_down_while_the_run_is_concluded(tmp_path, monkeypatch):
+    """Ray's shutdown (~1.5 s) runs beside the end of the run (last writes, plots, summary): the
+    executor's shutdown waits until the conclusion began, which a shutdown before it would never
+    see; and run() returns only once the executor is down."""
+    import threading
+
+    import scale_helpers
+
+    from search import engine as engine_mod
+    from search import executors
+    from search.executors import LocalExecutor
+
+    monkeypatch.chdir(tmp_path)
+    concluding = threading.Event()
+    order: list[str] = []
+
+    class Stopping(LocalExecutor):
+        def shutdown(self):
+            assert concluding.wait(60), "the executor was shut down before the end of the run began"
+            order.append("executor down")
+
+    real_conclude = engine_mod.SearchEngine._conclude
+
+    def conclude(self, wall_s):
+        concluding.set()
+        out = real_conclude(self, wall_s)
+        order.append("concluded")
+        return out
+
+    monkeypatch.setattr(executors, "make_executor", lambda cfg: Stopping())
+    monkeypatch.setattr(engine_mod.SearchEngine, "_conclude", conclude)
+    summary = engine_mod.SearchEngine(scale_helpers.config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", 3), progress=False).run()
+    assert summary["complete"] == 3 and sorted(order) == ["concluded", "executor down"]
+
+
+def test_a_search_without_address_starts_its_own_ray_beside_another_cluster(monkeypatch):
+    """With no address Ray would join the last cluster started on this machine (someone else's
+    search, a benchmark's cluster) and then refuse the CPU count: the engine asks for a local one."""
+    import ray
+    import pytest
+
+    from search.executors import RayExecutor
+
+    asked: list[dict] = []
+
+    class Stop(Exception):
+        pass
+
+    def init(**kwargs):
+        asked.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(Stop):
+        RayExecutor(2)
+    assert asked[0]["address"] == "local" and asked[0]["num_cpus"] == 2 and asked[0]["include_dashboard"] is False
+
+
+def test_the_command_skips_the_teardown_collection_however_it_ends(monkeypatch):
+    """After a search every object torch, MLflow and SQLAlchemy made is collected one by one at
+    interpreter exit (~2 s): ``main`` freezes them first, on success and on an exit code alike."""
+    import gc
+
+    import pytest
+
+    from search import cli
+
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
+
+    def app():
+        raise SystemExit(2)
+
+    monkeypatch.setattr(cli, "app", app)
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert frozen == [1]
