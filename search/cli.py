@@ -86,7 +86,7 @@ def search(
     workers: Optional[int] = typer.Option(None, "--workers", help="parallel trials"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="ray (default) or local (in-process, for debugging)"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="join a Ray cluster: 'auto' or host:port (default: $RAY_ADDRESS; unset: a local Ray of its own)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (and no per-trial lines when stderr is not a terminal)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start again in a run directory an earlier search used (its files are removed)"),
 ) -> None:
@@ -109,7 +109,7 @@ def search(
 def resume(
     run_dir: Path = typer.Argument(..., help="the run directory of an interrupted search (holds config.yaml, run.json, study.journal)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="ray or local"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster: 'auto' or host:port"),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="join a Ray cluster: 'auto' or host:port (default: $RAY_ADDRESS; unset: a local Ray of its own)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (and no per-trial lines when stderr is not a terminal)"),
 ) -> None:
     """Continue an interrupted search: finished trials are kept, trials in flight run again once."""

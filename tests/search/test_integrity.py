@@ -300,6 +300,16 @@ def test_unplaceable_request_errors_up_front(tmp_path, args, override, key):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
+def test_ray_address_from_the_environment_is_probed_like_the_option(tmp_path):
+    """``RAY_ADDRESS`` (Ray's own convention for a cluster) stands for ``--address``: a dead one is
+    the same one-line error, not a silent local Ray."""
+    write_config(tmp_path)
+    line = one_line_error(abacus(tmp_path, "search", "c.yaml", "--no-progress", "--executor", "ray",
+                                 env={"RAY_ADDRESS": "127.0.0.1:9"}))
+    assert "--address" in line and "127.0.0.1:9" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
 # -- 8. resume restores MO-ASHA's rungs --------------------------------------------------------------
 
 def _promotions(run_dir: Path) -> dict[int, tuple[str, str]]:
