@@ -15,7 +15,7 @@ from concurrent.futures import Future
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import optuna
@@ -45,9 +45,46 @@ class TrialRecord:
     arch_id: str
     state: TrialState
     values: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
     reason: str = ""
     run_id: str = ""
+
+
+class PackedMetrics(Mapping[str, float]):
+    """A finished trial's metrics kept by its ``TrialRecord`` for the whole search (the front's
+    cost fields for retraining, a coarse-to-fine stage's limits): the values as doubles under a
+    key tuple shared by every record with the same keys, ~0.3 KiB instead of ~1.4 KiB for a dict
+    of ~25 floats. Integers read back as floats. The journal and MLflow get the outcome's own dict."""
+
+    __slots__ = ("_index", "_values")
+    _shared: dict[tuple[str, ...], dict[str, int]] = {}
+
+    def __init__(self, metrics: Mapping[str, float]) -> None:
+        keys = tuple(metrics)
+        index = self._shared.get(keys)
+        if index is None:
+            index = self._shared.setdefault(keys, {k: i for i, k in enumerate(keys)})
+        self._index = index
+        self._values = array("d", metrics.values())
+
+    def __getitem__(self, key: str) -> float:
+        return self._values[self._index[key]]
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return f"PackedMetrics({dict(self)!r})"
+
+
+def pack_metrics(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``PackedMetrics`` when every value is a number, else the dict as it is."""
+    if all(isinstance(v, (int, float)) for v in metrics.values()):
+        return PackedMetrics(metrics)
+    return metrics
 
 
 class CostModel:
@@ -661,6 +698,7 @@ class SearchEngine:
 
     # -- the end ---------------------------------------------------------------------------
     def _record(self, rec: TrialRecord) -> None:
+        rec.metrics = pack_metrics(rec.metrics)  # kept for the whole search: compact (~1 KiB less a trial)
         old = self.records.get(rec.number)
         if old is not None:
             self._tally[old.state] -= 1
