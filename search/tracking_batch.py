@@ -37,6 +37,7 @@ from typing import Any, Mapping
 MAX_PARAM = 6000
 MAX_TAG = 8000
 MAX_KEY = 250
+INSERT_ROWS = 512  # rows per multi-row INSERT on SQLite at most (a power of two)
 INSERT_VARIABLES = 32766  # bound values per multi-row INSERT on SQLite (its default limit since 3.32; lowered to the connection's own)
 
 
@@ -350,13 +351,15 @@ def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str
 
 def _insert(session, table, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` into one of MLflow's tables. On SQLite: multi-row ``INSERT ... VALUES
-    (...), (...)`` statements of up to ``INSERT_VARIABLES`` bound values each, built once per
-    round, instead of an ``executemany``. Why: the sqlite3 driver releases the GIL around every
-    row of an ``executemany`` and has to win it back from the driver's busy trial loop each time
-    (measured: 1,000 runs written in 0.74 s beside an idle main thread, 8.1 s beside a busy one,
-    which left a 10 s wait at the end of a 10,000-trial search); a few statements per round hand
-    the GIL over a few times. Other databases: SQLAlchemy's ``executemany`` (its "insertmanyvalues"
-    batching already sends pages of rows per statement)."""
+    (...), (...)`` statements instead of an ``executemany``. Why: the sqlite3 driver releases the
+    GIL around every row of an ``executemany`` and has to win it back from the driver's busy trial
+    loop each time (measured: 1,000 runs written in 0.74 s beside an idle main thread, 8.1 s
+    beside a busy one, which left a 10 s wait at the end of a 10,000-trial search); a few
+    statements per round hand the GIL over a few times. Statements hold a power of two of rows
+    (up to ``INSERT_ROWS``): the sqlite3 module caches a prepared statement per distinct SQL text,
+    so a bounded set of shapes keeps that cache (and the driver's memory) bounded. Other
+    databases: SQLAlchemy's ``executemany`` (its "insertmanyvalues" batching already sends pages
+    of rows per statement)."""
     if not rows:
         return
     conn = session.connection()
@@ -369,10 +372,23 @@ def _insert(session, table, rows: list[dict[str, Any]]) -> None:
     cols = list(rows[0])
     head = f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in cols)}) VALUES "
     one = "(" + ",".join("?" * len(cols)) + ")"
-    per = max(1, _variable_limit(conn) // len(cols))
-    for i in range(0, len(rows), per):
-        chunk = rows[i:i + per]
-        conn.exec_driver_sql(head + ",".join([one] * len(chunk)), tuple(r[c] for r in chunk for c in cols))
+    i = 0
+    for size in _chunk_sizes(len(rows), max(1, _variable_limit(conn) // len(cols))):
+        chunk = rows[i:i + size]
+        conn.exec_driver_sql(head + ",".join([one] * size), tuple(r[c] for r in chunk for c in cols))
+        i += size
+
+
+def _chunk_sizes(n: int, most: int) -> list[int]:
+    """``n`` split into powers of two no larger than ``INSERT_ROWS`` or ``most``, largest first."""
+    top = 1 << (min(INSERT_ROWS, most).bit_length() - 1)
+    sizes = [top] * (n // top)
+    rest = n % top
+    while rest:
+        p = 1 << (rest.bit_length() - 1)
+        sizes.append(p)
+        rest -= p
+    return sizes
 
 
 def _variable_limit(conn) -> int:
