@@ -138,3 +138,18 @@ def test_per_trial_work_is_constant_over_a_600_trial_search(tmp_path, monkeypatc
     # per round: full statements of INSERT_ROWS rows, the rest in at most one statement per bit
     assert len(inserts) <= batch.rounds * INSERT_ROWS.bit_length() + rows // INSERT_ROWS
     assert len(inserts) * 10 < rows and batch.rounds < n
+
+
+def test_a_space_pickles_without_its_derived_caches():
+    """Each trial's spec carries the space to a Ray worker: what it ships must not grow with use."""
+    import pickle
+
+    import cloudpickle
+    from spaces import get_space
+
+    space = get_space(scale_helpers.register())
+    fresh = len(cloudpickle.dumps(space))
+    space.validate({"x": 1, "y": 2})
+    assert len(cloudpickle.dumps(space)) == fresh
+    again = pickle.loads(pickle.dumps(space))
+    assert again.validate({"x": 3, "y": 4}) == {"x": 3, "y": 4}
