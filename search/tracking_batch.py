@@ -37,6 +37,8 @@ from typing import Any, Mapping
 MAX_PARAM = 6000
 MAX_TAG = 8000
 MAX_KEY = 250
+INSERT_ROWS = 512  # rows per multi-row INSERT on SQLite at most (a power of two)
+INSERT_VARIABLES = 32766  # bound values per multi-row INSERT on SQLite (its default limit since 3.32; lowered to the connection's own)
 
 
 @dataclass
@@ -317,16 +319,16 @@ def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str
     parent_latest = {key: row for key, row in latest.items() if key[0] == parent_id}
     with store.ManagedSessionMaker(read_only=False) as session:
         if run_rows:
-            session.execute(insert(tables["runs"]), run_rows)
+            _insert(session, tables["runs"], run_rows)
         if tag_rows:
-            session.execute(insert(tables["tags"]), tag_rows)
+            _insert(session, tables["tags"], tag_rows)
         if param_rows:
-            session.execute(insert(tables["params"]), param_rows)
+            _insert(session, tables["params"], param_rows)
         if metric_rows:
-            session.execute(insert(tables["metrics"]), metric_rows)
+            _insert(session, tables["metrics"], metric_rows)
         child_latest = [row for key, row in latest.items() if key[0] != parent_id]
         if child_latest:
-            session.execute(insert(tables["latest_metrics"]), child_latest)
+            _insert(session, tables["latest_metrics"], child_latest)
         if parent_latest:  # the parent's latest rows may exist already: replace them if older
             lm = tables["latest_metrics"]
             existing = {row.key: row for row in session.execute(
@@ -345,6 +347,59 @@ def _write_sql(store, tables: dict[str, Any], experiment_id: str, parent_id: str
             session.execute(stmt, [{"rid": rid, "v": v} for rid, v in updates])
     for r, rid in zip(runs, ids):
         r.future.set_result(rid)
+
+
+def _insert(session, table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into one of MLflow's tables. On SQLite: multi-row ``INSERT ... VALUES
+    (...), (...)`` statements instead of an ``executemany``. Why: the sqlite3 driver releases the
+    GIL around every row of an ``executemany`` and has to win it back from the driver's busy trial
+    loop each time (measured: 1,000 runs written in 0.74 s beside an idle main thread, 8.1 s
+    beside a busy one, which left a 10 s wait at the end of a 10,000-trial search); a few
+    statements per round hand the GIL over a few times. Statements hold a power of two of rows
+    (up to ``INSERT_ROWS``): the sqlite3 module caches a prepared statement per distinct SQL text,
+    so a bounded set of shapes keeps that cache (and the driver's memory) bounded. Other
+    databases: SQLAlchemy's ``executemany`` (its "insertmanyvalues" batching already sends pages
+    of rows per statement)."""
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        from sqlalchemy import insert
+
+        session.execute(insert(table), rows)
+        return
+    quote = conn.dialect.identifier_preparer
+    cols = list(rows[0])
+    head = f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in cols)}) VALUES "
+    one = "(" + ",".join("?" * len(cols)) + ")"
+    i = 0
+    for size in _chunk_sizes(len(rows), max(1, _variable_limit(conn) // len(cols))):
+        chunk = rows[i:i + size]
+        conn.exec_driver_sql(head + ",".join([one] * size), tuple(r[c] for r in chunk for c in cols))
+        i += size
+
+
+def _chunk_sizes(n: int, most: int) -> list[int]:
+    """``n`` split into powers of two no larger than ``INSERT_ROWS`` or ``most``, largest first."""
+    top = 1 << (min(INSERT_ROWS, most).bit_length() - 1)
+    sizes = [top] * (n // top)
+    rest = n % top
+    while rest:
+        p = 1 << (rest.bit_length() - 1)
+        sizes.append(p)
+        rest -= p
+    return sizes
+
+
+def _variable_limit(conn) -> int:
+    """Bound values one SQLite statement may take: ``INSERT_VARIABLES`` or the library's own
+    lower limit (999 before SQLite 3.32)."""
+    import sqlite3
+
+    try:
+        return min(INSERT_VARIABLES, conn.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except (AttributeError, sqlite3.Error):  # Python < 3.11 has no getlimit
+        return 999
 
 
 def child_run(number: int, role: str, arch: Mapping[str, Any], tags: Mapping[str, str], metrics: Mapping[str, float],
