@@ -199,6 +199,13 @@ def _body(arch: Mapping[str, Any], cells: tuple, wd: Mapping[str, int], trunk: i
             if arch.get(kp, True) else () for key, kp, op, fam, bt, cell in cells]  # a skipped cell: no rows
 
 
+def _block_options(norm: str, c: int, out_channels: int | None, default_bits: int | None) -> tuple[bool, int, int | None]:
+    """``(has_norm, c_out, default_bits)`` for both generators' block writers, ``norm`` checked."""
+    if norm not in ("instance", "none"):
+        raise ValueError(f"norm: expected one of instance, none, found {norm!r}")
+    return norm == "instance", (c if out_channels is None else int(out_channels)), (None if default_bits is None else int(default_bits))
+
+
 def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence[int], *, base_width: int = 16,
                                   norm: str = "instance", out_channels: int | None = None, default_bits: int | None = None,
                                   **_: Any) -> tuple:
@@ -207,11 +214,7 @@ def gan_generator_workload_blocks(arch: Mapping[str, Any], input_shape: Sequence
     n, c, h, w = check_shape(input_shape)
     if h % 4 or w % 4:
         raise ValueError(f"input_shape: height and width must be multiples of 4, found {(h, w)}")
-    if norm not in ("instance", "none"):
-        raise ValueError(f"norm: expected one of instance, none, found {norm!r}")
-    has_norm = norm == "instance"
-    c_out = c if out_channels is None else int(out_channels)
-    dbits = None if default_bits is None else int(default_bits)
+    has_norm, c_out, dbits = _block_options(norm, c, out_channels, default_bits)
     wd = _widths(arch, int(base_width))
     stem = wd["enc.stem"]
     out = [_stem(n, c, stem, h, w, has_norm, dbits)]
@@ -277,11 +280,7 @@ def gan_generator_sr_workload_blocks(arch: Mapping[str, Any], input_shape: Seque
     s = int(arch["sr.scale"])
     if scale is not None and int(scale) != s:
         raise ValueError(f"sr.scale: the data is x{int(scale)} but the architecture upscales x{s}")
-    if norm not in ("instance", "none"):
-        raise ValueError(f"norm: expected one of instance, none, found {norm!r}")
-    has_norm = norm == "instance"
-    c_out = c if out_channels is None else int(out_channels)
-    dbits = None if default_bits is None else int(default_bits)
+    has_norm, c_out, dbits = _block_options(norm, c, out_channels, default_bits)
     wd = sr_widths(arch, int(base_width))
     trunk = wd["trunk"]
     return (_sr_head(n, c, trunk, h, w, dbits), *_body(arch, _BODY_SR, wd, trunk, n, h, w, has_norm, dbits),
