@@ -20,7 +20,7 @@ from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 
-from search.pareto import hypervolume, to_minimization
+from search.pareto import hypervolume
 
 
 @dataclass(frozen=True)

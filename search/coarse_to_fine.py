@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from search.errors import ConfigError
 from search.oneshot import OneShot
+from search.ray_start import start_ray
 
 STAGES_DIR = "stages"
 STAGE_FILE = "stage.json"       # a finished stage's record (what later stages and resume read)
@@ -294,15 +295,8 @@ class CoarseToFine:
         """One Ray for every stage (each stage's executor would otherwise start and stop its own)."""
         if self.cfg.executor == "local":
             return
-        import ray
-
-        if not ray.is_initialized():
-            cfg = self.cfg
-            kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            if cfg.address:
-                ray.init(address=cfg.address, **kw)
-            else:
-                ray.init(num_cpus=max(1, int(round(cfg.workers * cfg.resources.cpus_per_trial))), num_gpus=0, **kw)
+        cfg = self.cfg
+        if start_ray(cfg.address, num_cpus=int(round(cfg.workers * cfg.resources.cpus_per_trial))):
             self._owns_ray = True
 
     def _run_stage(self, index: int, chosen: dict[str, Any], resume: bool) -> dict[str, Any]:

@@ -9,38 +9,12 @@ cancels a trial that runs past its timeout, reporting it as failed with that rea
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from typing import Any
 
 from search.states import TrialState
+from search.ray_start import start_ray
 from search.worker import TrialResult, TrialSpec, run_trial, warm_up
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time (Ray's usage report)
-START_TRIES = 3  # local ray.init attempts (each raylet gets Ray's fixed 30 s to register)
-
-
-class _NotMainThreadNote(logging.Filter):
-    """Drops Ray's note that ray.init on a set-up thread sets no SIGTERM handler: the engine's
-    own handlers (``search.signals``) stay in place, which is what we want."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGTERM handler is not set" not in record.getMessage()
-
-
-class _TokenAuthOnNote(logging.Filter):
-    """Drops Ray's note, printed at every new local Ray, that token authentication is on (the
-    secure default) and how to turn it off: a bad config must stay one line on stderr. Ray's
-    warning that authentication is *off* still shows."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
-
-
-logging.getLogger("ray._private.worker").addFilter(_NotMainThreadNote())
-logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthOnNote())
-
 
 class LocalExecutor:
     """Runs each trial in the driver process when it is collected: no parallelism, full debuggability."""
@@ -70,26 +44,8 @@ class RayExecutor:
         import ray
 
         self._ray = ray
-        if not ray.is_initialized():
-            init_kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            if address:
-                ray.init(address=address, **init_kwargs)
-            else:
-                # address="local": always a Ray of our own; with no address Ray would join the last
-                # cluster started on this machine (/tmp/ray/ray_current_cluster), someone else's
-                local = dict(address="local", num_cpus=max(1, int(round(workers * cpus_per_trial))), num_gpus=None if gpus_per_trial else 0,
-                             **init_kwargs)
-                for attempt in range(START_TRIES):  # Ray gives its raylet a fixed 30 s to register: retry on a starved machine
-                    try:
-                        ray.init(**local)
-                        break
-                    except Exception as exc:
-                        if "timed out during startup" not in str(exc) or attempt == START_TRIES - 1:
-                            raise
-                        ray.shutdown()
-            self._owns_ray = True
-        else:
-            self._owns_ray = False
+        self._owns_ray = start_ray(address, num_cpus=int(round(workers * cpus_per_trial)),
+                                   num_gpus=None if gpus_per_trial else 0)
         if address:  # a cluster we joined: one trial's request must fit on some node, or it waits forever
             from search.preflight import check_cluster
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import ConfigError
+from search.ray_start import start_ray
 from search.worker import TrialResult
 
 INHERITED_METRICS = ("val_accuracy", "best_val_accuracy", "val_loss", "params", "macs", "wall_time_s")
@@ -225,13 +226,7 @@ class InheritedExecutor:
         import ray
 
         self._ray = ray
-        if not ray.is_initialized():
-            kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            if address:
-                ray.init(address=address, **kw)
-            else:
-                ray.init(num_cpus=max(1, int(round(self.workers * cpus_per_worker))), num_gpus=0, **kw)
-            self._owns_ray = True
+        self._owns_ray = start_ray(address, num_cpus=int(round(self.workers * cpus_per_worker)))
         self._payload_ref = ray.put(payload)  # kept alive: a replaced actor is built from it
         self._actor_cls = ray.remote(SupernetScorer).options(num_cpus=cpus_per_worker)
         self._restarts_left = int(max_retries) * self.workers  # actors replaced after a crash (Ray's own restart warns on object-store arguments)
@@ -392,14 +387,7 @@ class OneShot:
             tracker.submit(tracker._log, rid, None, metrics, epoch)
 
         if cfg.executor != "local" and (replicas > 1 or cfg.address):
-            import ray
-
-            if not ray.is_initialized():
-                kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-                if cfg.address:
-                    ray.init(address=cfg.address, **kw)
-                else:
-                    ray.init(num_cpus=max(replicas, int(round(cfg.workers * cfg.resources.cpus_per_trial))), num_gpus=0, **kw)
+            start_ray(cfg.address, num_cpus=max(replicas, int(round(cfg.workers * cfg.resources.cpus_per_trial))))
             res = train_supernet_distributed(space=e.space, fixed=sn.fixed, data=cfg.evaluator.data, seed=cfg.seed,
                                              data_kwargs={"seed": cfg.seed, "batch_size": cfg.evaluator.batch_size, **cfg.evaluator.data_kwargs},
                                              workers=replicas, out_dir=self.dir, sampling=oc.sampling, epochs=oc.epochs, lr=lr,

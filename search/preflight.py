@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from search.errors import ConfigError

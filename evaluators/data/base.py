@@ -9,7 +9,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .probe import check_loader_args
-from .splits import stratified_split  # noqa: F401  (its home before it moved to the torch-free splits module)
 
 
 class BaseDataModule(pl.LightningDataModule):

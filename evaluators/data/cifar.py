@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ClassificationDataModule, TransformDataset, stratified_split
+from .base import ClassificationDataModule, TransformDataset
+from .splits import stratified_split
 from .registry import register_datamodule
 from .transforms import cifar_eval_transform, cifar_train_transform
 

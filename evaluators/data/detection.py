@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .base import stratified_split
+from .splits import stratified_split
 from .registry import register_datamodule
 
 Target = dict[str, torch.Tensor]

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import ClassificationDataModule, stratified_split
+from .base import ClassificationDataModule
+from .splits import stratified_split
 from .registry import register_datamodule
 from .splits import carve_splits
 from .transforms import (
